@@ -1,0 +1,71 @@
+"""What every model in the harness is: a module that maps images to a `Prediction`.
+
+The runner times `BenchModel.run` (the forward pass: backbone and heads) and converts the raw
+outputs with `to_prediction` outside the timed region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.registry import Registry
+
+if TYPE_CHECKING:
+    from bench.methods.plan import AttentionPlan
+    from datasets_adapters.sequence import Sequence
+
+
+@dataclass
+class Prediction:
+    """A model's output in the harness conventions (numpy, one sequence, no batch axis)."""
+
+    extrinsics: np.ndarray  # (S, 3, 4) world-to-camera, OpenCV axes
+    intrinsics: np.ndarray  # (S, 3, 3) pixels of the model's input images
+    depth: np.ndarray | None = None  # (S, H, W)
+    depth_conf: np.ndarray | None = None  # (S, H, W)
+    world_points: np.ndarray | None = None  # (S, H, W, 3)
+    world_points_conf: np.ndarray | None = None  # (S, H, W)
+    raw: dict[str, np.ndarray] = field(default_factory=dict)  # the model's own outputs, by name
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where the weights came from; recorded in every result row."""
+
+    id: str  # a path, a Hugging Face id, or "random"
+    sha256: str | None  # None for random weights
+    random: bool
+
+    def as_row(self) -> dict[str, Any]:
+        return {"weights": self.id, "weights_sha256": self.sha256, "weights_random": self.random}
+
+
+class BenchModel(nn.Module):
+    """Base class of the harness's models.
+
+    Subclasses set the class attributes and implement `forward` and `to_prediction`.
+    """
+
+    family: str = ""  # "vggt", "pi3", "oracle": chooses the method presets that apply
+    num_global_layers: int = 0  # global-attention layers the attention plan addresses
+    reference_frame: int | None = None  # frame the model treats as the world frame, if any
+    preprocess_mode: str | None = None  # default preprocessing (bench.preprocess), None = as given
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights_info = WeightsInfo(id="random", sha256=None, random=True)
+
+    def run(self, images: torch.Tensor, plan: "AttentionPlan | None" = None, sequence: "Sequence | None" = None) -> dict[str, torch.Tensor]:
+        """The timed call. `sequence` is there for models that read ground truth (the oracle)."""
+        return self(images, plan=plan)
+
+    def to_prediction(self, raw: dict[str, torch.Tensor]) -> Prediction:
+        raise NotImplementedError
+
+
+MODELS: Registry = Registry("model")

@@ -1,0 +1,62 @@
+"""Name → object registries, one per kind (models, methods, datasets, metrics).
+
+A registry is the only way the harness finds a component by name, so an unknown name
+always fails the same way: one error that lists what is known.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A name that no registry entry answers to."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A small ordered map from names to entries, with a short help line per entry."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._help: dict[str, str] = {}
+
+    def register(self, name: str, entry: T | None = None, *, help: str = "") -> Callable[[T], T] | T:
+        """Register `entry` under `name`; without `entry`, return a decorator."""
+
+        def add(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = obj
+            self._help[name] = help or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
+            return obj
+
+        return add(entry) if entry is not None else add
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(self._entries) or "(none)"
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
+
+    def help(self, name: str) -> str:
+        self.get(name)
+        return self._help[name]
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
