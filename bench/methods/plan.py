@@ -33,11 +33,21 @@ class Layout:
 
 
 class AttentionPlan(Protocol):
+    is_dense: bool  # every global layer exact dense attention: the baseline speedups are measured against
+
+    def describe(self, frames: int | None = None) -> dict:
+        """The full resolved plan, JSON-serialisable, recorded in every result row."""
+
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout) -> torch.Tensor: ...
 
 
 class DensePlan:
     """Exact softmax attention over all tokens in every layer: the published models."""
+
+    is_dense = True
+
+    def describe(self, frames: int | None = None) -> dict:
+        return {"operator": "dense"}
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout) -> torch.Tensor:
         return F.scaled_dot_product_attention(q, k, v)

@@ -1,5 +1,5 @@
 """Models: VGGT, pi3 (checkpoint-compatible), the oracle; one registry, one factory."""
 
-from bench.models.base import MODELS, BenchModel, Prediction, WeightsInfo
+from bench.models.base import MODELS, BenchModel, Prediction, WeightsInfo, create_model
 
-__all__ = ["MODELS", "BenchModel", "Prediction", "WeightsInfo"]
+__all__ = ["MODELS", "BenchModel", "Prediction", "WeightsInfo", "create_model"]

@@ -69,3 +69,8 @@ class BenchModel(nn.Module):
 
 
 MODELS: Registry = Registry("model")
+
+
+def create_model(name: str, weights: str = "random", **options: Any) -> BenchModel:
+    """Build registered model `name` with `weights` (a local file, a cached Hugging Face id, or "random")."""
+    return MODELS.get(name)(weights=weights, **options)
