@@ -1,0 +1,119 @@
+"""Alignment steps the protocols apply before scoring: Umeyama Sim(3), depth scale/shift fits, ICP.
+
+Alignment is explicit and separate from the metrics (as in evo): each function returns the fitted
+transform, and the metric applies it and records which alignment it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+
+class DegenerateAlignmentError(ValueError):
+    """The data do not determine the transform (too few points, collinear or coincident points)."""
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """x ↦ scale · R x + t."""
+
+    scale: float
+    rotation: np.ndarray  # (3, 3)
+    translation: np.ndarray  # (3,)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Transform points (…, 3)."""
+        return self.scale * (points @ self.rotation.T) + self.translation
+
+    def then(self, other: "Similarity") -> "Similarity":
+        """The composition: first this transform, then `other`."""
+        return Similarity(
+            scale=other.scale * self.scale,
+            rotation=other.rotation @ self.rotation,
+            translation=other.scale * (other.rotation @ self.translation) + other.translation,
+        )
+
+    @classmethod
+    def identity(cls) -> "Similarity":
+        return cls(1.0, np.eye(3), np.zeros(3))
+
+
+def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True, rank_tol: float = 1e-9) -> Similarity:
+    """Least-squares similarity mapping corresponding points source (N, 3) onto target (N, 3).
+
+    Umeyama (1991): from the SVD U D Vᵀ of the cross-covariance Σ = cov(target, source),
+    R = U S Vᵀ with S = diag(1, 1, det(U Vᵀ)) so that R is a proper rotation even when the best
+    orthogonal map would be a reflection, scale = tr(D S) / var(source), t = μ_t − scale · R μ_s.
+    Raises DegenerateAlignmentError when Σ has rank < 2 (relative to its largest singular value):
+    collinear or coincident points leave the rotation undetermined.
+    """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 3:
+        raise ValueError(f"umeyama needs two (N, 3) arrays of corresponding points, got {source.shape} and {target.shape}")
+    if len(source) < 3:
+        raise DegenerateAlignmentError(f"{len(source)} corresponding points; a Sim(3) fit needs at least 3")
+    mean_source, mean_target = source.mean(axis=0), target.mean(axis=0)
+    centred_source, centred_target = source - mean_source, target - mean_target
+    covariance = centred_target.T @ centred_source / len(source)
+    u, d, vt = np.linalg.svd(covariance)
+    if not np.all(np.isfinite(d)) or d[0] <= 0 or d[1] <= rank_tol * d[0]:
+        raise DegenerateAlignmentError("points are collinear or coincident; the rotation is undetermined")
+    signs = np.array([1.0, 1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
+    rotation = (u * signs) @ vt
+    variance = np.mean(np.sum(centred_source**2, axis=1))
+    scale = float(np.sum(d * signs) / variance) if with_scale else 1.0
+    return Similarity(scale, rotation, mean_target - scale * rotation @ mean_source)
+
+
+def median_scale(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Scale s = median(gt) / median(pred) over corresponding valid values (the median-ratio protocol)."""
+    return float(np.median(gt) / np.median(pred))
+
+
+def least_squares_scale_shift(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """(s, b) minimising Σ (s · pred + b − gt)² over corresponding valid values."""
+    design = np.stack([pred, np.ones_like(pred)], axis=1).astype(np.float64)
+    (scale, shift), *_ = np.linalg.lstsq(design, gt.astype(np.float64), rcond=None)
+    return float(scale), float(shift)
+
+
+def icp_point_to_point(
+    source: np.ndarray,
+    target: np.ndarray,
+    threshold: float,
+    max_iterations: int = 30,
+    tolerance: float = 1e-6,
+    target_tree: cKDTree | None = None,
+) -> Similarity:
+    """Rigid transform refining the registration of source (N, 3) onto target (M, 3).
+
+    Point-to-point ICP as in Open3D's ``registration_icp``: each iteration pairs every source point
+    with its nearest target point, keeps pairs closer than `threshold`, and solves the rigid
+    Umeyama fit on them; it stops after `max_iterations` or when both the inlier fraction and the
+    inlier RMSE change by less than `tolerance` (relative). Returns the identity when too few
+    pairs are within the threshold, so a poor coarse alignment is never made worse.
+    """
+    tree = target_tree if target_tree is not None else cKDTree(target)
+    total = Similarity.identity()
+    moved = source
+    fitness, rmse = 0.0, np.inf
+    for _ in range(max_iterations):
+        distances, index = tree.query(moved, distance_upper_bound=threshold, workers=-1)
+        inliers = np.isfinite(distances)
+        new_fitness = float(inliers.mean()) if len(inliers) else 0.0
+        new_rmse = float(np.sqrt(np.mean(distances[inliers] ** 2))) if inliers.any() else np.inf
+        converged = abs(new_fitness - fitness) <= tolerance * max(new_fitness, 1e-12) and abs(new_rmse - rmse) <= tolerance * max(new_rmse, 1e-12)
+        fitness, rmse = new_fitness, new_rmse
+        if converged:
+            break
+        try:
+            step = umeyama(moved[inliers], target[index[inliers]], with_scale=False)
+        except DegenerateAlignmentError:
+            break
+        total = total.then(step)
+        moved = total.apply(source)
+    return total

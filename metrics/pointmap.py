@@ -1,0 +1,133 @@
+"""Point-map accuracy: Accuracy, Completeness, normal consistency and Chamfer distance.
+
+The 7-Scenes / NRGBD protocol of CUT3R and π³: ground-truth points from the GT depth, intrinsics
+and poses; the predicted points of the same pixels mapped onto them by an Umeyama Sim(3), refined
+by point-to-point ICP; normals estimated on both clouds; then nearest-neighbour distances both ways.
+Both clouds are voxel-downsampled (GT units) after the Sim(3) so that 1000-frame scenes stay fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from metrics.alignment import DegenerateAlignmentError, icp_point_to_point, umeyama
+from metrics.confidence import ConfidenceFilter
+from metrics.geometry import unproject_depth
+from metrics.inputs import MetricRow, MetricUnavailable, check_choice, compute_or_note, ground_truth, num_frames, prediction, valid_depth
+from metrics.pointcloud import estimate_normals, voxel_downsample
+
+SOURCES = ("world_points", "depth")
+KEYS = ("acc", "acc_med", "comp", "comp_med", "nc1", "nc2", "nc", "chamfer")
+
+
+def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neighbours: int = 30) -> dict[str, float]:
+    """Scores of a predicted cloud (N, 3) against a GT cloud (M, 3), both already in GT coordinates.
+
+    acc / acc_med: mean / median distance from each predicted point to its nearest GT point;
+    comp / comp_med: the same from GT to prediction; nc1 = mean |n_pred · n_gt(nearest)| over
+    predicted points, nc2 the same over GT points, nc = (nc1 + nc2) / 2; chamfer = (acc + comp) / 2.
+    """
+    gt_tree, pred_tree = cKDTree(gt_points), cKDTree(pred_points)
+    gt_normals = estimate_normals(gt_points, normal_neighbours, gt_tree)
+    pred_normals = estimate_normals(pred_points, normal_neighbours, pred_tree)
+    to_gt, nearest_gt = gt_tree.query(pred_points, workers=-1)
+    to_pred, nearest_pred = pred_tree.query(gt_points, workers=-1)
+    nc1 = float(np.mean(np.abs(np.sum(pred_normals * gt_normals[nearest_gt], axis=1))))
+    nc2 = float(np.mean(np.abs(np.sum(gt_normals * pred_normals[nearest_pred], axis=1))))
+    acc, comp = float(np.mean(to_gt)), float(np.mean(to_pred))
+    return {
+        "acc": acc,
+        "acc_med": float(np.median(to_gt)),
+        "comp": comp,
+        "comp_med": float(np.median(to_pred)),
+        "nc1": nc1,
+        "nc2": nc2,
+        "nc": (nc1 + nc2) / 2,
+        "chamfer": (acc + comp) / 2,
+    }
+
+
+def register(pred_matched: np.ndarray, gt_matched: np.ndarray, gt_points: np.ndarray, icp_threshold: float, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Map the predicted points onto the GT cloud and downsample both.
+
+    The Umeyama Sim(3) is fitted on corresponding pixels (pred_matched → gt_matched, (N, 3) each);
+    the GT cloud is every valid GT pixel (M, 3), so pixels the prediction misses cost completeness.
+    ICP runs on the downsampled clouds; `icp_threshold` ≤ 0 skips it. Returns (pred cloud, GT cloud).
+    """
+    try:
+        coarse = umeyama(pred_matched, gt_matched, with_scale=True)
+    except DegenerateAlignmentError as reason:
+        raise MetricUnavailable(f"Sim(3) alignment of predicted to GT points failed: {reason}") from None
+    pred_cloud = voxel_downsample(coarse.apply(pred_matched), voxel_size)
+    gt_cloud = voxel_downsample(gt_points, voxel_size)
+    if icp_threshold > 0:
+        pred_cloud = icp_point_to_point(pred_cloud, gt_cloud, icp_threshold).apply(pred_cloud)
+    return pred_cloud, gt_cloud
+
+
+def usable_pixels(pred: Mapping[str, Any], source: str, size: tuple[int, ...], candidates: np.ndarray) -> tuple[np.ndarray, str]:
+    """The candidate pixels (S, H, W) where `source` gives a finite point, and the name of the
+    confidence map that belongs to that source."""
+    if source == "world_points":
+        points = prediction(pred, "world_points", (*size, 3))
+        return candidates & np.isfinite(points).all(axis=-1), "world_points_conf"
+    depth = prediction(pred, "depth", size)
+    cameras_ok = np.isfinite(prediction(pred, "intrinsics", (size[0], 3, 3))).all(axis=(1, 2))
+    cameras_ok &= np.isfinite(prediction(pred, "extrinsics", (size[0], 3, 4))).all(axis=(1, 2))
+    with np.errstate(invalid="ignore"):
+        return candidates & np.isfinite(depth) & (depth > 0) & cameras_ok[:, None, None], "depth_conf"
+
+
+def predicted_points(pred: Mapping[str, Any], source: str, usable: np.ndarray) -> np.ndarray:
+    """World points (N, 3) of the usable pixels, frame-major like ``array[usable]``."""
+    if source == "world_points":
+        return np.asarray(pred["world_points"])[usable].astype(np.float64)
+    return unproject_depth(np.asarray(pred["depth"]), np.asarray(pred["intrinsics"]), np.asarray(pred["extrinsics"]), usable)
+
+
+def pointmap_metrics(
+    pred: Mapping[str, Any],
+    gt: Mapping[str, Any],
+    source: str = "world_points",
+    icp_threshold: float = 0.1,
+    voxel_size: float = 0.01,
+    normal_neighbours: int = 30,
+    conf_top_percent: float | None = None,
+    conf_threshold: float | None = None,
+) -> MetricRow:
+    """Acc, Comp (mean and median), NC1, NC2, NC and Chamfer of the predicted point map.
+
+    `source`: ``world_points`` (the point head) or ``depth`` (predicted depth unprojected with the
+    predicted cameras). `icp_threshold` and `voxel_size` are in GT units (0 disables either).
+    """
+    check_choice(source, SOURCES, "source")
+    confidence_filter = ConfidenceFilter(conf_top_percent, conf_threshold)
+    frames = num_frames(gt)
+    gt_depth = ground_truth(gt, "depth", (frames, None, None))
+    size = gt_depth.shape
+    gt_intrinsics = ground_truth(gt, "intrinsics", (frames, 3, 3))
+    gt_extrinsics = np.asarray(gt["extrinsics"])
+
+    def compute() -> dict[str, float]:
+        gt_valid = valid_depth(gt, gt_depth)
+        usable, conf_key = usable_pixels(pred, source, size, gt_valid)
+        if confidence_filter.active:
+            usable = confidence_filter.keep(prediction(pred, conf_key, size), usable)
+        if np.count_nonzero(usable) < 3:
+            raise MetricUnavailable(f"{np.count_nonzero(usable)} pixels valid in both GT and prediction; need at least 3")
+        gt_points = unproject_depth(gt_depth, gt_intrinsics, gt_extrinsics, gt_valid)
+        pred_matched = predicted_points(pred, source, usable)
+        pred_cloud, gt_cloud = register(pred_matched, gt_points[usable[gt_valid]], gt_points, icp_threshold, voxel_size)
+        return cloud_distances(pred_cloud, gt_cloud, normal_neighbours)
+
+    options = {
+        "pointmap_source": source,
+        "pointmap_icp_threshold": float(icp_threshold),
+        "pointmap_voxel_size": float(voxel_size),
+        "pointmap_conf_filter": confidence_filter.label,
+    }
+    return compute_or_note("pointmap", KEYS, compute) | options
