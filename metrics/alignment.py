@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from metrics.geometry import transform_points
+
 
 class DegenerateAlignmentError(ValueError):
     """The data do not determine the transform (too few points, collinear or coincident points)."""
@@ -26,7 +28,7 @@ class Similarity:
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Transform points (…, 3)."""
-        return self.scale * (points @ self.rotation.T) + self.translation
+        return transform_points(points, self.scale * self.rotation, self.translation)
 
     def then(self, other: "Similarity") -> "Similarity":
         """The composition: first this transform, then `other`."""
@@ -41,32 +43,71 @@ class Similarity:
         return cls(1.0, np.eye(3), np.zeros(3))
 
 
-def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True, rank_tol: float = 1e-9) -> Similarity:
-    """Least-squares similarity mapping corresponding points source (N, 3) onto target (N, 3).
+class CorrespondenceMoments:
+    """Running first and second moments of corresponding point pairs, for Umeyama on data that
+    arrives in chunks (a 1000-frame scene does not fit in memory at once).
 
-    Umeyama (1991): from the SVD U D Vᵀ of the cross-covariance Σ = cov(target, source),
-    R = U S Vᵀ with S = diag(1, 1, det(U Vᵀ)) so that R is a proper rotation even when the best
-    orthogonal map would be a reflection, scale = tr(D S) / var(source), t = μ_t − scale · R μ_s.
-    Raises DegenerateAlignmentError when Σ has rank < 2 (relative to its largest singular value):
-    collinear or coincident points leave the rotation undetermined.
+    Sums are taken around origins fixed by the first chunk (its means), which keeps the covariance
+    free of the cancellation that raw moments suffer far from the world origin.
     """
-    source = np.asarray(source, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 3:
-        raise ValueError(f"umeyama needs two (N, 3) arrays of corresponding points, got {source.shape} and {target.shape}")
-    if len(source) < 3:
-        raise DegenerateAlignmentError(f"{len(source)} corresponding points; a Sim(3) fit needs at least 3")
-    mean_source, mean_target = source.mean(axis=0), target.mean(axis=0)
-    centred_source, centred_target = source - mean_source, target - mean_target
-    covariance = centred_target.T @ centred_source / len(source)
-    u, d, vt = np.linalg.svd(covariance)
-    if not np.all(np.isfinite(d)) or d[0] <= 0 or d[1] <= rank_tol * d[0]:
-        raise DegenerateAlignmentError("points are collinear or coincident; the rotation is undetermined")
-    signs = np.array([1.0, 1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
-    rotation = (u * signs) @ vt
-    variance = np.mean(np.sum(centred_source**2, axis=1))
-    scale = float(np.sum(d * signs) / variance) if with_scale else 1.0
-    return Similarity(scale, rotation, mean_target - scale * rotation @ mean_source)
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.source_origin = self.target_origin = np.zeros(3)
+        self.source_sum, self.target_sum = np.zeros(3), np.zeros(3)
+        self.cross = np.zeros((3, 3))  # Σ (target − o_t)(source − o_s)ᵀ
+        self.source_square = 0.0  # Σ |source − o_s|²
+
+    def add(self, source: np.ndarray, target: np.ndarray) -> "CorrespondenceMoments":
+        """Accumulate corresponding points source (N, 3) → target (N, 3)."""
+        source = np.asarray(source, dtype=np.float64)
+        target = np.asarray(target, dtype=np.float64)
+        if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 3:
+            raise ValueError(f"Umeyama needs two (N, 3) arrays of corresponding points, got {source.shape} and {target.shape}")
+        if len(source) == 0:
+            return self
+        if self.count == 0:
+            self.source_origin, self.target_origin = source.mean(axis=0), target.mean(axis=0)
+        source, target = source - self.source_origin, target - self.target_origin
+        self.count += len(source)
+        ones = np.ones(len(source))
+        self.source_sum += ones @ source  # a GEMV: much faster than a strided sum over axis 0
+        self.target_sum += ones @ target
+        self.cross += target.T @ source
+        self.source_square += float(np.einsum("ni,ni->", source, source))
+        return self
+
+    def similarity(self, with_scale: bool = True, rank_tol: float = 1e-9) -> Similarity:
+        """Least-squares similarity mapping the accumulated source points onto the target points.
+
+        Umeyama (1991): from the SVD U D Vᵀ of the cross-covariance Σ = cov(target, source),
+        R = U S Vᵀ with S = diag(1, 1, det(U Vᵀ)) so that R is a proper rotation even when the best
+        orthogonal map would be a reflection, scale = tr(D S) / var(source), t = μ_t − scale · R μ_s.
+        Raises DegenerateAlignmentError when there are fewer than 3 pairs or Σ has rank < 2
+        (relative to its largest singular value): collinear or coincident points leave the rotation
+        undetermined.
+        """
+        if self.count < 3:
+            raise DegenerateAlignmentError(f"{self.count} corresponding points; a Sim(3) fit needs at least 3")
+        mean_source, mean_target = self.source_sum / self.count, self.target_sum / self.count
+        covariance = self.cross / self.count - np.outer(mean_target, mean_source)
+        if not np.all(np.isfinite(covariance)):
+            raise DegenerateAlignmentError("points are not finite")
+        u, d, vt = np.linalg.svd(covariance)
+        if d[0] <= 0 or d[1] <= rank_tol * d[0]:
+            raise DegenerateAlignmentError("points are collinear or coincident; the rotation is undetermined")
+        signs = np.array([1.0, 1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+        rotation = (u * signs) @ vt
+        variance = self.source_square / self.count - float(mean_source @ mean_source)
+        scale = float(np.sum(d * signs) / variance) if with_scale else 1.0
+        centre_source, centre_target = self.source_origin + mean_source, self.target_origin + mean_target
+        return Similarity(scale, rotation, centre_target - scale * rotation @ centre_source)
+
+
+def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True) -> Similarity:
+    """Least-squares Sim(3) (or SE(3) without scale) mapping source (N, 3) onto target (N, 3);
+    see `CorrespondenceMoments.similarity`."""
+    return CorrespondenceMoments().add(source, target).similarity(with_scale)
 
 
 def median_scale(pred: np.ndarray, gt: np.ndarray) -> float:

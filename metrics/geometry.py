@@ -76,19 +76,33 @@ def vector_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(norm > 0, angle, np.nan)
 
 
+def transform_points(points: np.ndarray, linear: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+    """points (N, 3) ↦ points · Aᵀ + b.
+
+    Computed as (A · pointsᵀ + b)ᵀ: with the long axis last, BLAS runs one efficient GEMM and the
+    offset is added along contiguous rows, whereas ``points @ A.T`` (N×3 times 3×3) is many times
+    slower on a multi-threaded OpenBLAS. The result is a transposed (Fortran-ordered) view.
+    """
+    moved = linear @ points.T
+    return (moved if offset is None else moved + np.asarray(offset)[:, None]).T
+
+
 def unproject_depth(depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """World points (N, 3) of the masked pixels of z-depth maps (S, H, W), frame-major like ``array[mask]``.
 
     Cameras are pixel K (S, 3, 3) and world-to-camera [R|t] (S, 3, 4); a pixel at column u, row v
     (integer coordinates, as in the VGGT/π³ unprojection) maps to X_cam = depth · K⁻¹ (u, v, 1)ᵀ
-    and X_world = Rᵀ (X_cam − t). One vectorised step per frame keeps memory at the size of the output.
+    and X_world = Rᵀ (X_cam − t) = depth · (Rᵀ K⁻¹) (u, v, 1)ᵀ + c. One GEMM per frame gives the
+    world rays of all pixels; memory stays at the size of one frame plus the output.
     """
+    frames, height, width = depth.shape
+    rows, cols = np.divmod(np.arange(height * width), width)
+    pixels = np.stack([cols, rows, np.ones_like(rows)]).astype(np.float64)  # (3, H·W)
     cam_to_world = invert_rigid(np.asarray(extrinsics, dtype=np.float64))
-    inverse_k = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
-    points = []
-    for frame in range(len(depth)):
-        rows, cols = np.nonzero(mask[frame])
-        pixels = np.stack([cols, rows, np.ones_like(rows)], axis=1).astype(np.float64)
-        camera = (pixels @ inverse_k[frame].T) * depth[frame][rows, cols].astype(np.float64)[:, None]
-        points.append(camera @ cam_to_world[frame, :, :3].T + cam_to_world[frame, :, 3])
-    return np.concatenate(points, axis=0) if points else np.empty((0, 3))
+    pixel_to_ray = cam_to_world[:, :, :3] @ np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
+    points = [np.empty((0, 3))]
+    for frame in range(frames):
+        selected = mask[frame].ravel()
+        rays = (pixel_to_ray[frame] @ pixels)[:, selected]
+        points.append((rays * depth[frame].ravel()[selected] + cam_to_world[frame, :, 3:]).T)
+    return np.concatenate(points, axis=0)

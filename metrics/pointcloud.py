@@ -12,22 +12,61 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 
-def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
-    """Mean point of every occupied voxel of edge `voxel_size`; points (N, 3) → (M, 3), M ≤ N.
+class VoxelGrid:
+    """Voxel downsampling of a cloud that arrives in chunks: each occupied voxel of edge `voxel_size`
+    keeps the mean of its points (as Open3D's ``voxel_down_sample``).
 
-    Voxel ids come from hashing (pandas.factorize) one axis pair at a time, so integer keys never
-    overflow however far outliers lie. A non-positive `voxel_size` returns the points unchanged.
+    Every chunk is reduced to (voxel, sum, count) at once and the partial sums are merged at the
+    end, so memory follows the number of voxels, not of points. Voxel indices are clipped to
+    ±2²⁰ per axis to pack into one int64 key; far outliers share boundary voxels but keep their
+    own coordinates in the mean, so they still count as far away. A non-positive `voxel_size`
+    keeps every point.
     """
-    if voxel_size <= 0 or len(points) == 0:
-        return points
-    cells = np.floor(points / voxel_size).astype(np.int64)
-    key = pd.factorize(cells[:, 0])[0]
-    for axis in (1, 2):
-        codes, uniques = pd.factorize(cells[:, axis])
-        key = pd.factorize(key * len(uniques) + codes)[0]
-    voxels = int(key.max()) + 1
-    sizes = np.bincount(key, minlength=voxels).astype(np.float64)
-    return np.stack([np.bincount(key, weights=points[:, axis], minlength=voxels) / sizes for axis in range(3)], axis=1)
+
+    _BITS = 21
+    _OFFSET = 1 << (_BITS - 1)
+
+    def __init__(self, voxel_size: float) -> None:
+        self.voxel_size = voxel_size
+        self._keys: list[np.ndarray] = []
+        self._sums: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
+
+    def add(self, points: np.ndarray) -> None:
+        """Accumulate points (N, 3)."""
+        if self.voxel_size <= 0:
+            self._sums.append(np.asarray(points, dtype=np.float64))
+            return
+        scaled = points * (1.0 / self.voxel_size)
+        np.floor(scaled, out=scaled)
+        np.clip(scaled, -self._OFFSET, self._OFFSET - 1, out=scaled)
+        cells = scaled.astype(np.int64) + self._OFFSET
+        keys = (cells[:, 0] << (2 * self._BITS)) | (cells[:, 1] << self._BITS) | cells[:, 2]
+        self._merge(keys, points, np.ones(len(points)))
+
+    def _merge(self, keys: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> None:
+        codes, uniques = pd.factorize(keys)
+        self._keys.append(uniques)
+        self._counts.append(np.bincount(codes, weights=counts, minlength=len(uniques)))
+        self._sums.append(np.stack([np.bincount(codes, weights=sums[:, axis], minlength=len(uniques)) for axis in range(3)], axis=1))
+
+    def points(self) -> np.ndarray:
+        """The downsampled cloud (M, 3)."""
+        if not self._sums:
+            return np.empty((0, 3))
+        if self.voxel_size <= 0:
+            return np.concatenate(self._sums)
+        keys, sums, counts = np.concatenate(self._keys), np.concatenate(self._sums), np.concatenate(self._counts)
+        self._keys, self._sums, self._counts = [], [], []
+        self._merge(keys, sums, counts)
+        return self._sums[0] / self._counts[0][:, None]
+
+
+def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
+    """Mean point of every occupied voxel of edge `voxel_size`: points (N, 3) → (M, 3), M ≤ N."""
+    grid = VoxelGrid(voxel_size)
+    grid.add(points)
+    return grid.points()
 
 
 def estimate_normals(points: np.ndarray, neighbours: int = 30, tree: cKDTree | None = None, chunk: int = 65536) -> np.ndarray:
@@ -43,7 +82,6 @@ def estimate_normals(points: np.ndarray, neighbours: int = 30, tree: cKDTree | N
         _, index = tree.query(points[start : start + chunk], k=k, workers=-1)
         patch = points[index.reshape(len(index), k)]
         centred = patch - patch.mean(axis=1, keepdims=True)
-        covariance = np.einsum("nki,nkj->nij", centred, centred)
-        _, vectors = np.linalg.eigh(covariance)
+        _, vectors = np.linalg.eigh(np.swapaxes(centred, 1, 2) @ centred)
         normals[start : start + chunk] = vectors[:, :, 0]
     return normals

@@ -3,7 +3,8 @@
 The 7-Scenes / NRGBD protocol of CUT3R and π³: ground-truth points from the GT depth, intrinsics
 and poses; the predicted points of the same pixels mapped onto them by an Umeyama Sim(3), refined
 by point-to-point ICP; normals estimated on both clouds; then nearest-neighbour distances both ways.
-Both clouds are voxel-downsampled (GT units) after the Sim(3) so that 1000-frame scenes stay fast.
+Both clouds are voxel-downsampled (GT units) after the Sim(3), frames streamed in chunks, so that
+1000-frame scenes stay fast and within memory.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from metrics.alignment import DegenerateAlignmentError, icp_point_to_point, umeyama
+from metrics.alignment import CorrespondenceMoments, DegenerateAlignmentError, icp_point_to_point
 from metrics.confidence import ConfidenceFilter
 from metrics.geometry import unproject_depth
 from metrics.inputs import MetricRow, MetricUnavailable, check_choice, compute_or_note, ground_truth, num_frames, prediction, valid_depth
-from metrics.pointcloud import estimate_normals, voxel_downsample
+from metrics.pointcloud import VoxelGrid, estimate_normals
 
 SOURCES = ("world_points", "depth")
 KEYS = ("acc", "acc_med", "comp", "comp_med", "nc1", "nc2", "nc", "chamfer")
+FRAMES_PER_CHUNK = 8
 
 
 def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neighbours: int = 30) -> dict[str, float]:
@@ -51,24 +53,6 @@ def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neigh
     }
 
 
-def register(pred_matched: np.ndarray, gt_matched: np.ndarray, gt_points: np.ndarray, icp_threshold: float, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
-    """Map the predicted points onto the GT cloud and downsample both.
-
-    The Umeyama Sim(3) is fitted on corresponding pixels (pred_matched → gt_matched, (N, 3) each);
-    the GT cloud is every valid GT pixel (M, 3), so pixels the prediction misses cost completeness.
-    ICP runs on the downsampled clouds; `icp_threshold` ≤ 0 skips it. Returns (pred cloud, GT cloud).
-    """
-    try:
-        coarse = umeyama(pred_matched, gt_matched, with_scale=True)
-    except DegenerateAlignmentError as reason:
-        raise MetricUnavailable(f"Sim(3) alignment of predicted to GT points failed: {reason}") from None
-    pred_cloud = voxel_downsample(coarse.apply(pred_matched), voxel_size)
-    gt_cloud = voxel_downsample(gt_points, voxel_size)
-    if icp_threshold > 0:
-        pred_cloud = icp_point_to_point(pred_cloud, gt_cloud, icp_threshold).apply(pred_cloud)
-    return pred_cloud, gt_cloud
-
-
 def usable_pixels(pred: Mapping[str, Any], source: str, size: tuple[int, ...], candidates: np.ndarray) -> tuple[np.ndarray, str]:
     """The candidate pixels (S, H, W) where `source` gives a finite point, and the name of the
     confidence map that belongs to that source."""
@@ -82,11 +66,47 @@ def usable_pixels(pred: Mapping[str, Any], source: str, size: tuple[int, ...], c
         return candidates & np.isfinite(depth) & (depth > 0) & cameras_ok[:, None, None], "depth_conf"
 
 
-def predicted_points(pred: Mapping[str, Any], source: str, usable: np.ndarray) -> np.ndarray:
-    """World points (N, 3) of the usable pixels, frame-major like ``array[usable]``."""
+def predicted_points(pred: Mapping[str, Any], source: str, usable: np.ndarray, frames: slice) -> np.ndarray:
+    """World points (N, 3) of the usable pixels of `frames`, frame-major like ``array[usable]``."""
     if source == "world_points":
-        return np.asarray(pred["world_points"])[usable].astype(np.float64)
-    return unproject_depth(np.asarray(pred["depth"]), np.asarray(pred["intrinsics"]), np.asarray(pred["extrinsics"]), usable)
+        return np.asarray(pred["world_points"][frames])[usable[frames]].astype(np.float64)
+    depth, intrinsics, extrinsics = (np.asarray(pred[key][frames]) for key in ("depth", "intrinsics", "extrinsics"))
+    return unproject_depth(depth, intrinsics, extrinsics, usable[frames])
+
+
+def registered_clouds(
+    pred: Mapping[str, Any],
+    source: str,
+    usable: np.ndarray,
+    gt: Mapping[str, Any],
+    gt_valid: np.ndarray,
+    icp_threshold: float,
+    voxel_size: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted cloud registered onto the GT cloud, both voxel-downsampled: (pred, GT).
+
+    The Umeyama Sim(3) is fitted on corresponding pixels (usable ⊆ gt_valid); the GT cloud holds
+    every valid GT pixel, so pixels the prediction misses cost completeness. Frames are processed
+    in chunks (two passes: moments and the GT grid, then the aligned predicted grid) so memory stays
+    bounded for 1000-frame scenes. ICP runs on the downsampled clouds; `icp_threshold` ≤ 0 skips it.
+    """
+    depth, intrinsics, extrinsics = (np.asarray(gt[key]) for key in ("depth", "intrinsics", "extrinsics"))
+    chunks = [slice(start, start + FRAMES_PER_CHUNK) for start in range(0, len(depth), FRAMES_PER_CHUNK)]
+    moments, gt_grid, pred_grid = CorrespondenceMoments(), VoxelGrid(voxel_size), VoxelGrid(voxel_size)
+    for frames in chunks:
+        gt_points = unproject_depth(depth[frames], intrinsics[frames], extrinsics[frames], gt_valid[frames])
+        gt_grid.add(gt_points)
+        moments.add(predicted_points(pred, source, usable, frames), gt_points[usable[frames][gt_valid[frames]]])
+    try:
+        coarse = moments.similarity(with_scale=True)
+    except DegenerateAlignmentError as reason:
+        raise MetricUnavailable(f"Sim(3) alignment of predicted to GT points failed: {reason}") from None
+    for frames in chunks:
+        pred_grid.add(coarse.apply(predicted_points(pred, source, usable, frames)))
+    pred_cloud, gt_cloud = pred_grid.points(), gt_grid.points()
+    if icp_threshold > 0:
+        pred_cloud = icp_point_to_point(pred_cloud, gt_cloud, icp_threshold).apply(pred_cloud)
+    return pred_cloud, gt_cloud
 
 
 def pointmap_metrics(
@@ -109,8 +129,7 @@ def pointmap_metrics(
     frames = num_frames(gt)
     gt_depth = ground_truth(gt, "depth", (frames, None, None))
     size = gt_depth.shape
-    gt_intrinsics = ground_truth(gt, "intrinsics", (frames, 3, 3))
-    gt_extrinsics = np.asarray(gt["extrinsics"])
+    ground_truth(gt, "intrinsics", (frames, 3, 3))
 
     def compute() -> dict[str, float]:
         gt_valid = valid_depth(gt, gt_depth)
@@ -119,9 +138,7 @@ def pointmap_metrics(
             usable = confidence_filter.keep(prediction(pred, conf_key, size), usable)
         if np.count_nonzero(usable) < 3:
             raise MetricUnavailable(f"{np.count_nonzero(usable)} pixels valid in both GT and prediction; need at least 3")
-        gt_points = unproject_depth(gt_depth, gt_intrinsics, gt_extrinsics, gt_valid)
-        pred_matched = predicted_points(pred, source, usable)
-        pred_cloud, gt_cloud = register(pred_matched, gt_points[usable[gt_valid]], gt_points, icp_threshold, voxel_size)
+        pred_cloud, gt_cloud = registered_clouds(pred, source, usable, gt, gt_valid, icp_threshold, voxel_size)
         return cloud_distances(pred_cloud, gt_cloud, normal_neighbours)
 
     options = {
