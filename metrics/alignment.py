@@ -27,7 +27,7 @@ class Similarity:
     translation: np.ndarray  # (3,)
 
     def apply(self, points: np.ndarray) -> np.ndarray:
-        """Transform points (…, 3)."""
+        """Transform points (N, 3)."""
         return transform_points(points, self.scale * self.rotation, self.translation)
 
     def then(self, other: "Similarity") -> "Similarity":

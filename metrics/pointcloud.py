@@ -1,8 +1,9 @@
 """Point-cloud operations the point-map metrics need: voxel downsampling and PCA normals.
 
-Vectorised numpy/pandas over scipy's cKDTree (Open3D would need a 1.6 GB install and system USB
-libraries it cannot find here); the results follow Open3D's definitions: a voxel keeps the mean of
-its points, a normal is the least-variance direction of the k nearest neighbours (k = 30 there).
+Vectorised numpy/pandas over scipy's cKDTree. Open3D is not used: its wheel brings about 1.6 GB of
+dependencies and needs system libraries (libusb) that a plain CI image lacks. The definitions follow
+Open3D's: a voxel keeps the mean of its points, a normal is the least-variance direction of the k
+nearest neighbours (k = 30 by default there and here).
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ class VoxelGrid:
 
     def __init__(self, voxel_size: float) -> None:
         self.voxel_size = voxel_size
+        self._kept: list[np.ndarray] = []  # the points themselves, when not downsampling
         self._keys: list[np.ndarray] = []
         self._sums: list[np.ndarray] = []
         self._counts: list[np.ndarray] = []
 
     def add(self, points: np.ndarray) -> None:
-        """Accumulate points (N, 3)."""
+        """Accumulate finite points (N, 3)."""
         if self.voxel_size <= 0:
-            self._sums.append(np.asarray(points, dtype=np.float64))
+            self._kept.append(np.asarray(points, dtype=np.float64))
             return
         scaled = points * (1.0 / self.voxel_size)
         np.floor(scaled, out=scaled)
@@ -51,11 +53,11 @@ class VoxelGrid:
         self._sums.append(np.stack([np.bincount(codes, weights=sums[:, axis], minlength=len(uniques)) for axis in range(3)], axis=1))
 
     def points(self) -> np.ndarray:
-        """The downsampled cloud (M, 3)."""
+        """The downsampled cloud (M, 3) of everything added so far."""
+        if self.voxel_size <= 0:
+            return np.concatenate(self._kept) if self._kept else np.empty((0, 3))
         if not self._sums:
             return np.empty((0, 3))
-        if self.voxel_size <= 0:
-            return np.concatenate(self._sums)
         keys, sums, counts = np.concatenate(self._keys), np.concatenate(self._sums), np.concatenate(self._counts)
         self._keys, self._sums, self._counts = [], [], []
         self._merge(keys, sums, counts)
