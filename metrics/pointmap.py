@@ -26,14 +26,16 @@ KEYS = ("acc", "acc_med", "comp", "comp_med", "nc1", "nc2", "nc", "chamfer")
 FRAMES_PER_CHUNK = 8
 
 
-def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neighbours: int = 30) -> dict[str, float]:
+def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neighbours: int = 30, gt_tree: cKDTree | None = None) -> dict[str, float]:
     """Scores of a predicted cloud (N, 3) against a GT cloud (M, 3), both already in GT coordinates.
 
     acc / acc_med: mean / median distance from each predicted point to its nearest GT point;
     comp / comp_med: the same from GT to prediction; nc1 = mean |n_pred · n_gt(nearest)| over
     predicted points, nc2 the same over GT points, nc = (nc1 + nc2) / 2; chamfer = (acc + comp) / 2.
+    `gt_tree` is a KD-tree of `gt_points` when the caller already has one.
     """
-    gt_tree, pred_tree = cKDTree(gt_points), cKDTree(pred_points)
+    gt_tree = gt_tree if gt_tree is not None else cKDTree(gt_points)
+    pred_tree = cKDTree(pred_points)
     gt_normals = estimate_normals(gt_points, normal_neighbours, gt_tree)
     pred_normals = estimate_normals(pred_points, normal_neighbours, pred_tree)
     to_gt, nearest_gt = gt_tree.query(pred_points, workers=-1)
@@ -82,8 +84,9 @@ def registered_clouds(
     gt_valid: np.ndarray,
     icp_threshold: float,
     voxel_size: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The predicted cloud registered onto the GT cloud, both voxel-downsampled: (pred, GT).
+) -> tuple[np.ndarray, np.ndarray, cKDTree]:
+    """The predicted cloud registered onto the GT cloud, both voxel-downsampled, and the GT cloud's
+    KD-tree (built once, for ICP and the scores): (pred, GT, GT tree).
 
     The Umeyama Sim(3) is fitted on corresponding pixels (usable ⊆ gt_valid); the GT cloud holds
     every valid GT pixel, so pixels the prediction misses cost completeness. Frames are processed
@@ -104,9 +107,10 @@ def registered_clouds(
     for frames in chunks:
         pred_grid.add(coarse.apply(predicted_points(pred, source, usable, frames)))
     pred_cloud, gt_cloud = pred_grid.points(), gt_grid.points()
+    gt_tree = cKDTree(gt_cloud)
     if icp_threshold > 0:
-        pred_cloud = icp_point_to_point(pred_cloud, gt_cloud, icp_threshold).apply(pred_cloud)
-    return pred_cloud, gt_cloud
+        pred_cloud = icp_point_to_point(pred_cloud, gt_cloud, icp_threshold, target_tree=gt_tree).apply(pred_cloud)
+    return pred_cloud, gt_cloud, gt_tree
 
 
 def pointmap_metrics(
@@ -138,8 +142,8 @@ def pointmap_metrics(
             usable = confidence_filter.keep(prediction(pred, conf_key, size), usable)
         if np.count_nonzero(usable) < 3:
             raise MetricUnavailable(f"{np.count_nonzero(usable)} pixels valid in both GT and prediction; need at least 3")
-        pred_cloud, gt_cloud = registered_clouds(pred, source, usable, gt, gt_valid, icp_threshold, voxel_size)
-        return cloud_distances(pred_cloud, gt_cloud, normal_neighbours)
+        pred_cloud, gt_cloud, gt_tree = registered_clouds(pred, source, usable, gt, gt_valid, icp_threshold, voxel_size)
+        return cloud_distances(pred_cloud, gt_cloud, normal_neighbours, gt_tree)
 
     options = {
         "pointmap_source": source,
