@@ -26,6 +26,7 @@ class VoxelGrid:
 
     _BITS = 21
     _OFFSET = 1 << (_BITS - 1)
+    _PARTS = 16  # partial tables kept before merging them (bounds memory on long sequences)
 
     def __init__(self, voxel_size: float) -> None:
         self.voxel_size = voxel_size
@@ -45,6 +46,8 @@ class VoxelGrid:
         cells = scaled.astype(np.int64) + self._OFFSET
         keys = (cells[:, 0] << (2 * self._BITS)) | (cells[:, 1] << self._BITS) | cells[:, 2]
         self._merge(keys, points, np.ones(len(points)))
+        if len(self._keys) >= self._PARTS:
+            self._collapse()
 
     def _merge(self, keys: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> None:
         codes, uniques = pd.factorize(keys)
@@ -52,15 +55,19 @@ class VoxelGrid:
         self._counts.append(np.bincount(codes, weights=counts, minlength=len(uniques)))
         self._sums.append(np.stack([np.bincount(codes, weights=sums[:, axis], minlength=len(uniques)) for axis in range(3)], axis=1))
 
+    def _collapse(self) -> None:
+        """Merge the partial sums into one (voxel, sum, count) table."""
+        keys, sums, counts = np.concatenate(self._keys), np.concatenate(self._sums), np.concatenate(self._counts)
+        self._keys, self._sums, self._counts = [], [], []
+        self._merge(keys, sums, counts)
+
     def points(self) -> np.ndarray:
         """The downsampled cloud (M, 3) of everything added so far."""
         if self.voxel_size <= 0:
             return np.concatenate(self._kept) if self._kept else np.empty((0, 3))
         if not self._sums:
             return np.empty((0, 3))
-        keys, sums, counts = np.concatenate(self._keys), np.concatenate(self._sums), np.concatenate(self._counts)
-        self._keys, self._sums, self._counts = [], [], []
-        self._merge(keys, sums, counts)
+        self._collapse()
         return self._sums[0] / self._counts[0][:, None]
 
 

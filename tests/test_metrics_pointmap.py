@@ -89,7 +89,7 @@ def test_voxel_downsampling_keeps_the_mean_of_each_voxel():
 def test_voxel_grid_merges_chunks_exactly():
     points = np.random.default_rng(1).uniform(-1, 1, size=(5000, 3))
     grid = VoxelGrid(0.25)
-    for chunk in np.array_split(points, 4):
+    for chunk in np.array_split(points, 40):  # more chunks than the grid keeps apart before merging
         grid.add(chunk)
     whole = voxel_downsample(points, 0.25)
     np.testing.assert_allclose(np.sort(grid.points(), axis=0), np.sort(whole, axis=0))
