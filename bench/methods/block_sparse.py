@@ -2,7 +2,8 @@
 
 Special tokens stay dense: their queries attend to every key (through the plan's exact kernel) and
 their keys are always kept. Patch queries run block-sparse over a reordered key sequence, all
-patches (frame-major) followed by all special tokens, so the specials fill the last key blocks.
+patches (frame-major) followed by all special tokens, so the specials fill the last key blocks (a
+block holding any special key is kept whole, with the last few patch keys it may also hold).
 Queries are average-pooled in blocks of 128 and keys in blocks of 64 (the last block of each may be
 short: pooled over the tokens it has); the softmax of pooled scores picks, per query block and
 head, the most probable key blocks: at least ceil((1 − sparse_ratio)·blocks), and as many as it
