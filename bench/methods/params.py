@@ -76,7 +76,18 @@ def layer_set(value: Any) -> LayerSet:
         if a < 0 or b < a:
             raise ValueError(f"layer range {part.strip()!r} must be first-last with 0 <= first <= last")
         ranges.append((a, b))
-    return LayerSet(tuple(ranges))
+    return LayerSet(_canonical(ranges))
+
+
+def _canonical(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sorted, merged ranges, so equal layer sets compare and print alike ("0,1,2" → "0-2")."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return tuple(merged)
 
 
 def boolean(value: Any) -> bool:
@@ -138,9 +149,10 @@ def grid(value: Any) -> tuple[int, int] | None:
         parts = value.lower().replace("×", "x").split("x")
     else:
         parts = list(value) if isinstance(value, (list, tuple)) else [value]
-    if len(parts) != 2:
-        raise ValueError(f"expected a window rows x cols like 2x3, got {value!r}")
-    rows, cols = (integer(p) for p in parts)
+    try:
+        rows, cols = (integer(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"expected a window rows x cols like 2x3, got {value!r}") from None
     if rows < 1 or cols < 1:
         raise ValueError(f"window {value!r} must be at least 1x1")
     return rows, cols
