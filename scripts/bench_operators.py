@@ -3,7 +3,7 @@
     python scripts/bench_operators.py --out results/operators                   # H100: 32, 100, 300 frames
     python scripts/bench_operators.py --out /tmp/ops --frames 2 --device cpu    # toy run, any machine
 
-Random q, k, v of shape (1, 16 heads, S·1041 tokens, 64) in bf16 (5 special tokens + a 28×37 patch
+Random q, k, v of shape (1, 16 heads, S·1041 tokens, 64) in bf16, strided as the models pass them (5 special tokens + a 28×37 patch
 grid per frame, frame 0 the reference). Dense attention is timed on every exact SDPA backend that
 can run it; the fastest (or the one named by --kernel) then runs every operator, so each speedup
 compares the same kernel. Before timing, every operator's output on a small layout is checked
@@ -53,9 +53,10 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 
 def random_qkv(layout: Layout, heads: int, head_dim: int, device: str, dtype: torch.dtype, seed: int = 0):
+    """q, k, v laid out as the models hand them over: views of one (B, N, 3, heads, d) projection."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    shape = (1, heads, layout.num_tokens, head_dim)
-    return tuple(torch.randn(shape, generator=gen).to(device, dtype) for _ in range(3))
+    qkv = torch.randn((1, layout.num_tokens, 3, heads, head_dim), generator=gen).to(device, dtype)
+    return tuple(qkv.permute(2, 0, 3, 1, 4).unbind(0))
 
 
 def time_call(fn: Callable[[], Any], device: str, warmup: int, repeats: int) -> list[float]:

@@ -275,3 +275,12 @@ def test_plan_kernel_setting_reaches_every_operator():
     plan.attend(0, q, k, v, layout)
     plan.attend(1, q, k, v, layout)
     assert plan.describe(2)["kernels_used"] == ["math"]
+
+
+def test_method_summary_lists_layers_operators_and_parameters():
+    from bench.methods import method_summary
+
+    assert method_summary("g2f") == "vggt: 0-8 frame; 9-23 dense"
+    assert method_summary("g2f", "pi3") == "pi3: 0-9 frame; 10-17 dense"
+    assert method_summary("fastvggt") == "vggt: 0-23 merge (ratio=0.9, protected=0.1, seed=0)"
+    assert method_summary("avggt").startswith("vggt: 0-8 frame; 9-23 subsample (sigma=auto, grid=None")

@@ -182,3 +182,13 @@ def describe_method(name: str, family: str | None = None, frames: int | None = N
     preset = METHODS.get(name)
     family = family or (preset.families or ("vggt",))[0]
     return preset(family, _family(family).global_layers, **(params or {})).describe(frames)
+
+
+def method_summary(name: str, family: str | None = None) -> str:
+    """One line for `avggt-bench list methods`: the preset's layer ranges, operators and parameters."""
+    described = describe_method(name, family)
+    groups = []
+    for group in described["layers"]:
+        params = ", ".join(f"{key}={value}" for key, value in group["params"].items())
+        groups.append(f"{group['layers']} {group['operator']}" + (f" ({params})" if params else ""))
+    return f"{described['family']}: " + "; ".join(groups)
