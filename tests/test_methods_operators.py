@@ -252,6 +252,12 @@ def test_select_blocks_takes_the_larger_of_the_two_counts():
         assert keep.tolist() == [i < count for i in range(4)], (ratio, cdf)
 
 
+def test_select_blocks_ratio_count_is_not_fooled_by_rounding():
+    k_pooled = torch.eye(10, dtype=torch.float64)[None, None]
+    q_pooled = -torch.arange(10, dtype=torch.float64)[None, None, None]  # decreasing probabilities
+    assert select_blocks(q_pooled, k_pooled, sparse_ratio=0.7, cdf_threshold=0.0)[0, 0, 0].sum() == 3
+
+
 def test_block_mask_holds_exactly_the_selected_blocks():
     gen = torch.Generator().manual_seed(0)
     keep = torch.rand(2, 3, 4, 9, generator=gen) < 0.4

@@ -50,7 +50,7 @@ def select_blocks(q_pooled: torch.Tensor, k_pooled: torch.Tensor, sparse_ratio: 
     One head at a time, so the pooled score matrices stay small at a thousand frames.
     """
     blocks = k_pooled.shape[2]
-    at_least = min(blocks, math.ceil((1.0 - sparse_ratio) * blocks))
+    at_least = min(blocks, math.ceil(round((1.0 - sparse_ratio) * blocks, 9)))  # (1 - 0.7)·10 is 3.0000000000000004
     scale = 1.0 / math.sqrt(q_pooled.shape[-1])
     rank = torch.arange(blocks, device=q_pooled.device)
     keep = torch.empty(q_pooled.shape[:3] + (blocks,), dtype=torch.bool, device=q_pooled.device)

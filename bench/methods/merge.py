@@ -99,8 +99,8 @@ def merge_attention(
     length = layout.num_tokens - merges
     index = slot[:, None, :, None].expand(q.shape)
     acc = torch.promote_types(q.dtype, torch.float32)
-    counts = torch.zeros(q.shape[0], 1, length, 1, dtype=acc, device=q.device)
-    counts.scatter_add_(2, slot[:, None, :, None], torch.ones(1, 1, 1, 1, dtype=acc, device=q.device).expand(slot.shape[0], 1, slot.shape[1], 1))
+    counts = torch.zeros(q.shape[0], length, dtype=acc, device=q.device).scatter_add_(1, slot, torch.ones_like(slot, dtype=acc))
+    counts = counts[:, None, :, None]
 
     def merge(x: torch.Tensor) -> torch.Tensor:
         sums = torch.zeros(x.shape[:2] + (length, x.shape[3]), dtype=acc, device=x.device)

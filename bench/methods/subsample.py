@@ -15,9 +15,8 @@ two extra terms are one score per query each, merged in closed form. Nothing N×
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
