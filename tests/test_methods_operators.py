@@ -262,8 +262,10 @@ def test_block_mask_holds_exactly_the_selected_blocks():
     gen = torch.Generator().manual_seed(0)
     keep = torch.rand(2, 3, 4, 9, generator=gen) < 0.4
     keep[..., -1] = True
-    mask = block_mask(keep, q_len=4 * Q_BLOCK - 30, kv_len=9 * K_BLOCK - 10)
-    assert torch.equal(mask.to_dense().bool(), keep)
+    for with_mask_mod in (True, False):
+        mask = block_mask(keep, q_len=4 * Q_BLOCK - 30, kv_len=9 * K_BLOCK - 10, with_mask_mod=with_mask_mod)
+        assert torch.equal(mask.to_dense().bool(), keep)
+        assert mask.kv_num_blocks.sum() == 0  # every kept block is a full block: no mask function on the GPU
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -127,11 +127,12 @@ def masked_block_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep:
     return torch.cat(outs, dim=2)
 
 
-def block_mask(keep: torch.Tensor, q_len: int, kv_len: int):
+def block_mask(keep: torch.Tensor, q_len: int, kv_len: int, *, with_mask_mod: bool):
     """A FlexAttention BlockMask whose kept blocks are all full blocks.
 
-    Full blocks skip the mask function in the compiled kernel; the mask function (a lookup of
-    `keep`) is what eager FlexAttention evaluates, so both agree with `masked_block_sparse`.
+    The compiled kernel runs full blocks without evaluating a mask function, so none is needed
+    there (and a fresh closure per call would make the compiler guard on it and recompile). Eager
+    FlexAttention evaluates only the mask function; `with_mask_mod` gives it a lookup of `keep`.
     """
     from torch.nn.attention.flex_attention import BlockMask
 
@@ -142,8 +143,8 @@ def block_mask(keep: torch.Tensor, q_len: int, kv_len: int):
         return keep[b, h, q_idx // Q_BLOCK, kv_idx // K_BLOCK]
 
     return BlockMask.from_kv_blocks(
-        torch.zeros_like(counts), indices, counts, indices,
-        BLOCK_SIZE=(Q_BLOCK, K_BLOCK), mask_mod=kept, seq_lengths=(q_len, kv_len), compute_q_blocks=False,
+        torch.zeros_like(counts), indices, counts, indices, BLOCK_SIZE=(Q_BLOCK, K_BLOCK),
+        mask_mod=kept if with_mask_mod else None, seq_lengths=(q_len, kv_len), compute_q_blocks=False,
     )
 
 
@@ -151,8 +152,9 @@ def _flex_block_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: 
     # The kernel's tiles must divide the sparse blocks; PyTorch's H100 default for 16-bit, head dim
     # 64 is 128×128, which does not divide the 64-token key blocks.
     options = {"BLOCK_M": Q_BLOCK, "BLOCK_N": K_BLOCK} if q.dtype in (torch.float16, torch.bfloat16) else None
-    attention = _compiled_flex() if q.device.type == "cuda" else _eager_flex()
-    return attention(q, k, v, block_mask=block_mask(keep, q.shape[2], k.shape[2]), kernel_options=options)
+    compiled = q.device.type == "cuda"
+    mask = block_mask(keep, q.shape[2], k.shape[2], with_mask_mod=not compiled)
+    return (_compiled_flex() if compiled else _eager_flex())(q, k, v, block_mask=mask, kernel_options=options)
 
 
 def _eager_flex() -> Callable[..., torch.Tensor]:
