@@ -81,7 +81,7 @@ def test_string_and_typed_overrides_resolve_alike():
     ("fastvggt", {"protected": 1}, r"\[0.0, 1.0\)"),
     ("fastvggt", {"seed": "x"}, "integer"),
     ("dense", {"kernel": "fast"}, "auto, cudnn, flash, efficient, math"),
-    ("dense", {"sigma": 4}, "allowed: kernel"),
+    ("dense", {"sigma": 4}, "method dense takes no parameters other than kernel, got 'sigma'"),
 ])
 def test_bad_parameters_name_the_parameter(method, params, message):
     with pytest.raises(ValueError, match=message):

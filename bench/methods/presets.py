@@ -61,9 +61,11 @@ class Preset:
 
     def settings(self, family: str, num_global_layers: int, overrides: dict[str, Any]) -> dict[str, Any]:
         """Every parameter, typed: the override where given, else the default for this model."""
-        unknown = sorted(set(overrides) - set(self.params))
+        unknown = ", ".join(map(repr, sorted(set(overrides) - set(self.params))))
+        if unknown and list(self.params) == ["kernel"]:
+            raise ValueError(f"method {self.name} takes no parameters other than kernel, got {unknown}")
         if unknown:
-            raise ValueError(f"method {self.name} has no parameter {', '.join(map(repr, unknown))}; allowed: {', '.join(self.params)}")
+            raise ValueError(f"method {self.name} has no parameter {unknown}; allowed: {', '.join(self.params)}")
         settings = {}
         for key, param in self.params.items():
             value = overrides[key] if key in overrides else param.default_for(family, num_global_layers)
