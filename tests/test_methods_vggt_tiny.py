@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-import bench.models  # noqa: F401  (registers the models)
 from bench.methods import Layout, resolve_plan
 from bench.models.base import MODELS, create_model
 
