@@ -40,7 +40,7 @@ def ground_truth(gt: Mapping[str, Any], key: str, shape: tuple[int | None, ...])
     return value
 
 
-def prediction(pred: Mapping[str, Any], key: str, shape: tuple[int, ...]) -> np.ndarray:
+def prediction(pred: Mapping[str, Any], key: str, shape: tuple[int | None, ...]) -> np.ndarray:
     """A predicted array of the given shape; absent → MetricUnavailable (the model lacks that output)."""
     value = optional_array(pred, key)
     if value is None:
@@ -75,6 +75,7 @@ def num_frames(gt: Mapping[str, Any]) -> int:
 
 
 def check_choice(value: Any, choices: Iterable[Any], option: str) -> None:
+    """An option value must be one of `choices`; the error lists them."""
     choices = list(choices)
     if value not in choices:
         raise MetricInputError(f"option {option}={value!r} is not one of {choices}")
