@@ -92,7 +92,7 @@ def estimate_normals(points: np.ndarray, neighbours: int = 30, tree: cKDTree | N
     for start in range(0, len(points), chunk):
         _, index = tree.query(points[start : start + chunk], k=k, workers=-1)
         patch = single[index.reshape(len(index), k)]
-        centred = patch - patch.mean(axis=1, keepdims=True)
+        centred = patch - (np.full(k, 1.0 / k, dtype=np.float32) @ patch)[:, None, :]  # the mean, as a fast GEMV
         _, vectors = np.linalg.eigh(np.swapaxes(centred, 1, 2) @ centred)
         normals[start : start + chunk] = vectors[:, :, 0]
     return normals / np.linalg.norm(normals, axis=1, keepdims=True)
