@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
+from threadpoolctl import threadpool_limits
 
 from metrics.alignment import CorrespondenceMoments, DegenerateAlignmentError, icp_point_to_point
 from metrics.confidence import ConfidenceFilter
@@ -143,8 +144,11 @@ def pointmap_metrics(
             usable = confidence_filter.keep(prediction(pred, conf_key, size), usable)
         if np.count_nonzero(usable) < 3:
             raise MetricUnavailable(f"{np.count_nonzero(usable)} pixels valid in both GT and prediction; need at least 3")
-        pred_cloud, gt_cloud, gt_tree = registered_clouds(pred, source, usable, gt, gt_valid, icp_threshold, voxel_size)
-        return cloud_distances(pred_cloud, gt_cloud, normal_neighbours, gt_tree)
+        # Every BLAS call below is a thin 3×N product that extra BLAS threads only slow down (they
+        # spin on the cores the KD-tree queries use): one BLAS thread is faster here.
+        with threadpool_limits(limits=1, user_api="blas"):
+            pred_cloud, gt_cloud, gt_tree = registered_clouds(pred, source, usable, gt, gt_valid, icp_threshold, voxel_size)
+            return cloud_distances(pred_cloud, gt_cloud, normal_neighbours, gt_tree)
 
     options = {
         "pointmap_source": source,
