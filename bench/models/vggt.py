@@ -104,10 +104,9 @@ class Aggregator(nn.Module):
         dim, patch = self.cfg.embed_dim, self.cfg.patch_size
         grid = (height // patch, width // patch)
 
-        patches = self.patch_embed(_normalize(images).flatten(0, 1), chunk_rows=_rows(chunk_frames, grid[0] * grid[1] + 1 + self.cfg.num_register_tokens))
+        per_frame = self.special_tokens + grid[0] * grid[1]  # DINOv2 has as many: cls + registers + patches
         special = torch.cat([_per_frame(self.camera_token, batch, frames), _per_frame(self.register_token, batch, frames)], dim=1)
-        tokens = torch.cat([special, patches], dim=1)  # (B·S, P, dim)
-        per_frame = tokens.shape[1]
+        tokens = torch.cat([special, self.patch_embed(_normalize(images).flatten(0, 1), chunk_rows=_rows(chunk_frames, per_frame))], dim=1)
 
         rope = rope_table(grid_positions(*grid, self.special_tokens, device=images.device), dim // self.cfg.num_heads, self.cfg.rope_frequency)
         layout = Layout(frames=frames, tokens_per_frame=per_frame, special_tokens=self.special_tokens, grid=grid, reference_frame=0)
