@@ -4,9 +4,9 @@ A mode maps a `Sequence` to a new `Sequence` whose images are what the model see
 intrinsics, depth and valid mask describe exactly those pixels.
 
 The resizing modes are each one small function from an image size to a `FrameTransform` (resize,
-then crop or pad); `ResizeMode` applies it to images (PIL bicubic, like the official loaders),
-intrinsics (the same pixel map), and depth and validity (nearest neighbour, so depth is never
-blended across an edge; padding is invalid). Pixel centres sit at integer coordinates: a resize
+then crop or pad); `ResizeMode` applies it to images (a PIL filter, as the official loaders do:
+bicubic for VGGT), intrinsics (the same pixel map), and depth and validity (nearest neighbour, so
+depth is never blended across an edge; padding is invalid). Pixel centres sit at integer coordinates: a resize
 by s maps x to (x + 0.5)·s − 0.5.
 """
 
@@ -64,9 +64,10 @@ class FrameTransform:
 
 @dataclass(frozen=True)
 class ResizeMode:
-    """A preprocessing mode given by `plan(height, width) -> FrameTransform`."""
+    """A preprocessing mode given by `plan(height, width) -> FrameTransform` and a PIL resampling filter."""
 
     plan: Callable[[int, int], FrameTransform]
+    resample: Image.Resampling = Image.Resampling.BICUBIC
 
     def __call__(self, seq: Sequence) -> Sequence:
         transform = self.plan(*seq.image_size)
@@ -76,7 +77,7 @@ class ResizeMode:
 
         return replace(
             seq,
-            images=np.stack([transform.place(resize_image(img, transform.resized), PAD_VALUE) for img in seq.images]),
+            images=np.stack([transform.place(resize_image(img, transform.resized, self.resample), PAD_VALUE) for img in seq.images]),
             intrinsics=transform.pixel_map(seq.image_size) @ seq.intrinsics,
             depth=per_pixel(seq.depth, 0.0),
             valid=per_pixel(seq.valid, False),
@@ -88,14 +89,14 @@ class ResizeMode:
         out = []
         for img in images:
             transform = self.plan(*img.shape[1:])
-            out.append(transform.place(resize_image(img, transform.resized), PAD_VALUE))
+            out.append(transform.place(resize_image(img, transform.resized, self.resample), PAD_VALUE))
         height, width = max(a.shape[1] for a in out), max(a.shape[2] for a in out)
         centre = [FrameTransform(a.shape[1:], (height, width), ((height - a.shape[1]) // 2, (width - a.shape[2]) // 2)) for a in out]
         return np.stack([t.place(a, PAD_VALUE) for t, a in zip(centre, out)])
 
 
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(3, H, W) float in [0, 1] → (3, h, w) by PIL bicubic.
+def resize_image(image: np.ndarray, size: tuple[int, int], resample: Image.Resampling = Image.Resampling.BICUBIC) -> np.ndarray:
+    """(3, H, W) float in [0, 1] → (3, h, w) by a PIL filter.
 
     Images that hold 8-bit values (every decoded photo) are resized as 8-bit RGB, which is
     exactly what the official loaders do; others channel by channel in float.
@@ -106,8 +107,8 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     levels = np.round(image * 255.0)
     if np.abs(image * 255.0 - levels).max() < 1e-3:
         rgb = Image.fromarray(levels.astype(np.uint8).transpose(1, 2, 0), mode="RGB")
-        return np.asarray(rgb.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32).transpose(2, 0, 1) / 255.0
-    channels = [np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BICUBIC)) for c in image]
+        return np.asarray(rgb.resize((width, height), resample), dtype=np.float32).transpose(2, 0, 1) / 255.0
+    channels = [np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize((width, height), resample)) for c in image]
     return np.clip(np.stack(channels), 0.0, 1.0)
 
 

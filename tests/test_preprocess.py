@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.preprocess import PREPROCESS, preprocess, resize_image
+from bench.preprocess import PREPROCESS, FrameTransform, ResizeMode, preprocess, resize_image
 from bench.registry import UnknownNameError
 from datasets_adapters.sequence import Sequence
 
@@ -137,3 +137,12 @@ def test_unknown_mode_and_none():
 def test_extremely_elongated_images_are_refused():
     with pytest.raises(ValueError, match="extremely elongated"):
         preprocess(_sequence(np.zeros((1, 3, 4, 2000))), "crop")
+
+
+def test_a_new_mode_is_a_size_rule_and_a_filter():
+    photo = _random_photo(100, 150, seed=3)
+    halve = ResizeMode(lambda h, w: FrameTransform((h // 2, w // 2), (h // 2, w // 2)), Image.Resampling.LANCZOS)
+    out = halve(_sequence(photo.transpose(2, 0, 1)[None] / 255.0))
+    expected = np.asarray(Image.fromarray(photo).resize((75, 50), Image.Resampling.LANCZOS), dtype=np.float32).transpose(2, 0, 1) / 255.0
+    np.testing.assert_array_equal(out.images[0], expected)
+    np.testing.assert_allclose(out.intrinsics[0, :2, :2], _sequence(np.zeros((1, 3, 100, 150))).intrinsics[0, :2, :2] / 2)
