@@ -70,3 +70,19 @@ class Sequence:
             valid=None if self.valid is None else self.valid[idx],
             frame_ids=[self.frame_ids[i] for i in idx],
         )
+
+
+def unproject_depth(depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
+    """World points (S, H, W, 3) of z-depth maps (S, H, W) seen by w2c cameras.
+
+    Pixel (row i, column j) is the image point x = j, y = i, the convention of `intrinsics` here.
+    Invalid (zero) depth gives the camera centre; callers mask with the valid map.
+    """
+    s, h, w = depth.shape
+    ys, xs = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    pixels = np.stack([xs, ys, np.ones_like(xs)], axis=-1)  # (H, W, 3)
+    rays = np.einsum("sij,hwj->shwi", np.linalg.inv(intrinsics), pixels)  # camera frame, z = 1
+    cam_points = rays * depth[..., None].astype(np.float64)
+    rot, trans = extrinsics[:, :, :3], extrinsics[:, :, 3]
+    # X_world = Rᵀ (X_cam − t)
+    return np.einsum("sji,shwj->shwi", rot, cam_points - trans[:, None, None, :])
