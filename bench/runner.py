@@ -55,22 +55,24 @@ class CellFailure(Exception):
         return {"status": self.status, "message": self.message, "traceback": self.trace}
 
 
-def free_memory() -> None:
-    """Return what the last cell held to the allocator (after an OOM, before the next model)."""
-    gc.collect()
-    if torch.cuda.is_available():
+def free_memory(device: str) -> None:
+    """Give what the last cell or model held back to the CUDA allocator (after an OOM, before the
+    next model); tracebacks hold tensors in reference cycles, hence the collection first."""
+    if device.startswith("cuda"):
+        gc.collect()
         torch.cuda.empty_cache()
 
 
 class _Latest:
     """The most recent model or sequence, shared by the consecutive cells that need the same one.
 
-    Building the next drops the previous first, so one model and one sequence are in memory at a
-    time. A failure is kept too: every cell that needs the same thing records it without retrying.
+    Building the next drops the previous first (then calls `release`), so one model and one
+    sequence are in memory at a time. A failure is kept too: every cell that needs the same thing
+    records it without retrying.
     """
 
-    def __init__(self, build: Callable[[Any], Any], stage: str) -> None:
-        self._build, self._stage = build, stage
+    def __init__(self, build: Callable[[Any], Any], stage: str, release: Callable[[], None] = lambda: None) -> None:
+        self._build, self._stage, self._release = build, stage, release
         self._key: Any = object()
         self._value: Any = None
         self._failure: CellFailure | None = None
@@ -89,7 +91,7 @@ class _Latest:
 
     def clear(self) -> None:
         self._key, self._value, self._failure = object(), None, None
-        free_memory()
+        self._release()
 
 
 @dataclass
@@ -115,25 +117,25 @@ def select(cells: list[Cell], only: Iterable[str] = ()) -> list[Cell]:
 def run(expansion: Expansion, store: ResultStore, only: Iterable[str] = (), progress: bool = True) -> RunSummary:
     """Measure every selected cell not already in `store`, appending one row per cell."""
     cells = select(expansion.cells, only)
-    devices = {cell.device for cell in cells}
-    if any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+    device = cells[0].device if cells else "cpu"  # one device per expansion
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise RunError("CUDA was asked for but this torch has none (torch.cuda.is_available() is False); use --device cpu or install a CUDA build of torch")
     store.open()
-    env_ids = {device: store.record_env(fingerprint(device)) for device in devices}
+    env_id = store.record_env(fingerprint(device))
     done = store.done()
     todo = [cell for cell in cells if cell.identity not in done]
     summary = RunSummary(selected=len(cells), already_done=len(cells) - len(todo))
-    models = _Latest(_build_model, "building the model")
+    models = _Latest(_build_model, "building the model", release=lambda: free_memory(device))
     sequences = _Latest(_sequence_loader(expansion.adapters), "loading data")
     bar = tqdm(todo, unit="cell", desc=cells[0].suite.name if cells else "", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         for cell in bar:
             bar.set_postfix_str(cell.cell_id, refresh=True)
-            row = measure(cell, models, sequences, env_ids[cell.device])
+            row = measure(cell, models, sequences, env_id)
             store.append(row)
             summary.statuses[row["status"]] += 1
             if row["status"] != "ok":
-                free_memory()
+                free_memory(device)
                 bar.write(f"{cell.cell_id}: {row['status']}: {row['message']}", file=sys.stderr)
     except KeyboardInterrupt:
         summary.interrupted = True
