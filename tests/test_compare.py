@@ -15,7 +15,7 @@ def frame(*rows):
     return pd.DataFrame(list(rows))
 
 
-BASELINE = [row("dense", time=2.0, auc=0.80), row("fast", time=0.5, auc=0.78)]  # fast: 4× speedup
+BASELINE = [row("dense", time=2.0, auc=80.0), row("fast", time=0.5, auc=78.0)]  # fast: 4× speedup; AUC in percent
 
 
 def with_changes(index, **changes):
@@ -30,17 +30,17 @@ def test_identical_results_pass():
 
 
 def test_accuracy_drop_beyond_tolerance_is_a_regression():
-    result = compare(frame(*BASELINE), with_changes(1, **{"pose.auc30": 0.70}), load_tolerances())
+    result = compare(frame(*BASELINE), with_changes(1, **{"pose.auc30": 70.0}), load_tolerances())
     assert result.exit_code == 1 and result.regressions == 1
     diff = result.diffs.iloc[0]
     assert (diff["cell"], diff["quantity"], diff["verdict"]) == ("m/fast/d/s1/8", "pose.auc30", REGRESSION)
-    assert diff["change"] == pytest.approx(-0.08) and diff["allowed"] == pytest.approx(0.0078)  # max(0.005, 1 % of 0.78)
+    assert diff["change"] == pytest.approx(-8.0) and diff["allowed"] == pytest.approx(0.78)  # max(0.1, 1 % of 78)
 
 
 def test_small_moves_and_improvements_pass():
-    within = compare(frame(*BASELINE), with_changes(1, **{"pose.auc30": 0.775}), load_tolerances())
+    within = compare(frame(*BASELINE), with_changes(1, **{"pose.auc30": 77.5}), load_tolerances())
     assert within.exit_code == 0 and within.diffs["verdict"].tolist() == [WITHIN]
-    better = compare(frame(*BASELINE), with_changes(1, **{"pose.auc30": 0.95}), load_tolerances())
+    better = compare(frame(*BASELINE), with_changes(1, **{"pose.auc30": 95.0}), load_tolerances())
     assert better.exit_code == 0 and better.diffs["verdict"].tolist() == [IMPROVED]
 
 
@@ -71,7 +71,7 @@ def test_a_cell_that_now_fails_or_loses_a_metric_is_a_regression():
 def test_random_weight_accuracy_is_not_checked_and_unknown_metrics_are_listed():
     base = [dict(r, weights_random=True) for r in BASELINE]
     new = [dict(r) for r in base]
-    new[1]["pose.auc30"] = 0.1
+    new[1]["pose.auc30"] = 10.0
     assert compare(frame(*base), frame(*new), load_tolerances()).exit_code == 0
     base = [dict(r, metrics=["mystery"], **{"mystery.score": 1.0}) for r in BASELINE]
     new = [dict(r) for r in base]
