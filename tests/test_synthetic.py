@@ -112,3 +112,18 @@ def test_bad_options_are_clear_errors(options, message):
 def test_unknown_scene():
     with pytest.raises(DatasetError, match="no scene 'beach'"):
         adapter().frame_ids("beach")
+
+
+def test_unproject_closed_form():
+    """A camera at C = (1, 2, 3) looking along world +x (rotation about y): the pixel at the
+    principal point, 2 m deep, is C + 2·x̂; the pixel 10 px right of it at focal 100 is offset
+    by 0.2 m along the camera's x axis, which is world -z."""
+    rot = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # rows: camera axes in world
+    centre = np.array([1.0, 2.0, 3.0])
+    extrinsics = np.concatenate([rot, (-rot @ centre)[:, None]], axis=1)[None]
+    intrinsics = np.array([[[100.0, 0.0, 2.0], [0.0, 100.0, 1.0], [0.0, 0.0, 1.0]]])
+    depth = np.full((1, 3, 13), 2.0, dtype=np.float32)
+    points = unproject_depth(depth, intrinsics, extrinsics)
+    assert np.allclose(points[0, 1, 2], centre + [2.0, 0.0, 0.0])
+    assert np.allclose(points[0, 1, 12], centre + [2.0, 0.0, -0.2])
+    assert np.allclose(points[0, 0, 2], centre + [2.0, -0.02, 0.0])  # a row up: camera -y is world -y
