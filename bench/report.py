@@ -130,7 +130,7 @@ def export_parquet(results_dir: str | Path, path: str | Path | None = None) -> P
     Nested values (options, plans) and columns that mix types become JSON strings, so every
     column has one Arrow type.
     """
-    from datasets import Dataset  # imported here: it is slow to import and only this needs it
+    import datasets  # imported here: it is slow to import and only this needs it
 
     df = load_results(results_dir)
     records = df.astype(object).where(df.notna(), None).to_dict(orient="records")
@@ -141,7 +141,13 @@ def export_parquet(results_dir: str | Path, path: str | Path | None = None) -> P
             for r in records:
                 r[column] = None if r[column] is None else json.dumps(r[column], sort_keys=True, default=str)
     target = Path(path) if path else cells_path(results_dir).parent / "rows.parquet"
-    Dataset.from_list(records).to_parquet(str(target))
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # one small table: a progress bar would only clutter the report
+    try:
+        datasets.Dataset.from_list(records).to_parquet(str(target))
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
     return target
 
 

@@ -116,7 +116,7 @@ class _Field:
     def label(self, default: str) -> str:
         label = default if self.value is None else self.text()
         if not LABEL.match(label):
-            self.fail(f"{label!r} cannot name a cell", "letters, digits and . _ + - (no spaces or slashes), starting with a letter or digit")
+            self.fail(f"{label!r} cannot name a cell or a results folder", "letters, digits and . _ + - (no spaces or slashes), starting with a letter or digit")
         return label
 
     def path_with_env(self) -> str:

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from conftest import tiny_suite, write_suite
 
 from bench.cli import main
-from bench.methods import METHODS
+from bench.methods import METHODS, MethodNotApplicable
 
 
 class FrameLocalPlan:
@@ -110,3 +110,14 @@ def test_validate_list_and_help(suite_file):
     assert "synthetic" in invoke("list", "datasets").output
     for command in ("run", "report", "compare", "list", "validate"):
         assert invoke(command, "--help").exit_code == 0
+
+
+def test_dry_run_says_which_methods_are_skipped(tmp_path, fake_metrics, register):
+    def vggt_only(family, layers, **params):
+        raise MethodNotApplicable(f"needs a VGGT model, not {family}")
+
+    register(METHODS, "t_vggt_only", vggt_only)
+    suite = write_suite(tmp_path, tiny_suite(methods=["dense", "t_vggt_only"]))
+    result = invoke("run", suite, "--out", tmp_path / "out", "--dry-run")
+    assert result.exit_code == 0 and "oracle × t_vggt_only: skipped, needs a VGGT model, not oracle" in result.output
+    assert "8 cells, 0 already in" in result.output and not (tmp_path / "out").exists()
