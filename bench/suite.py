@@ -493,12 +493,17 @@ def expand(suite: Suite, device: str | None = None) -> Expansion:
                 skipped.append(f"{model.label} × {method.label}: skipped, {err}")
             except (ValueError, TypeError) as err:
                 _Field(suite.source, f"methods[{j}].params", None).fail(f"for model {model.label}: {err}")
-        for spec in suite.datasets:
+        for k, spec in enumerate(suite.datasets):
+            preprocess = spec.preprocess or traits.preprocess_mode
+            if preprocess is not None and preprocess not in PREPROCESS:
+                _Field(suite.source, f"datasets[{k}].preprocess", None).fail(
+                    f"model {model.label} preprocesses with mode {preprocess!r} by default, which is not registered",
+                    f"set it to one of {', '.join(PREPROCESS.names())}",
+                )
             for scene in scenes[spec.label]:
                 for frames in spec.frames:
                     for method in suite.methods:
                         if method.label in plans:
-                            preprocess = spec.preprocess or traits.preprocess_mode
                             cells.append(Cell(suite, model, method, spec, scene, frames, preprocess, device, plans[method.label]))
     _check_distinct(cells, suite.source)
     return Expansion(cells, skipped, adapters)

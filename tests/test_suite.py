@@ -11,6 +11,7 @@ from torch import nn
 
 from bench.methods import METHODS, DensePlan, MethodNotApplicable
 from bench.models import MODELS, BenchModel
+from bench.models.oracle import OracleModel
 from bench.suite import ModelSpec, ModelTraits, SuiteError, TimingSpec, expand, load_suite, model_traits
 from datasets_adapters import DATASETS, DatasetAdapter, Sequence
 
@@ -284,6 +285,18 @@ def test_the_smoke_suite_is_valid_once_metrics_exist():
     suite = load_suite(path)
     assert suite.metrics == ("pose", "depth") and suite.device == "cpu"
     assert len(expand(suite).cells) > 0
+
+
+def test_a_default_preprocess_mode_that_does_not_exist(tmp_path, fake_metrics, register):
+    class Cropping(OracleModel):
+        preprocess_mode = "t_missing_mode"
+
+    register(MODELS, "t_cropping", Cropping)
+    message = error_of(tmp_path, tiny_suite(models=["t_cropping"]))
+    assert "datasets[0].preprocess: model t_cropping preprocesses with mode 't_missing_mode' by default, which is not registered" in message
+    data = tiny_suite(models=["t_cropping"])
+    data["datasets"][0]["preprocess"] = "none"
+    assert {c.preprocess for c in expand(load_suite(write_suite(tmp_path, data))).cells} == {"none"}
 
 
 def test_model_traits_come_from_a_meta_device_build(register):
