@@ -212,13 +212,13 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dic
         timing = cell.suite.timing
         raw, measured = time_forward(lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup, timing.repeats_for(seq.num_frames))
         row.update(measured.as_row())
-        del images
         stage = "converting the output"
-        prediction = model.to_prediction(raw)
+        pred, gt = metric_inputs(model.to_prediction(raw), seq)
         del raw
         for name in cell.suite.metrics:
             stage = f"metric {name}"
-            row.update(score(name, prediction, seq, cell.suite.metric_options.get(name, {})))
+            values = METRICS.get(name)(pred, gt, **cell.suite.metric_options.get(name, {}))
+            row.update({f"{name}.{key}": v.item() if isinstance(v, np.generic) else v for key, v in values.items()})
         row.update(status="ok", recorded_at=_now())
     except Exception as exc:
         failure = exc if isinstance(exc, CellFailure) else CellFailure.from_exception(exc, stage)
@@ -226,14 +226,13 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dic
     return row
 
 
-def score(name: str, prediction: Prediction, seq: Sequence, options: dict[str, Any]) -> dict[str, Any]:
-    """Metric `name` on one prediction, its values keyed `<name>.<key>` in the row."""
+def metric_inputs(prediction: Prediction, seq: Sequence) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The (pred, gt) dicts of arrays the METRICS contract takes (metrics/__init__.py)."""
     pred = {k: getattr(prediction, k) for k in PREDICTION_FIELDS if getattr(prediction, k) is not None}
     gt = {"extrinsics": seq.extrinsics, "intrinsics": seq.intrinsics}
     if seq.depth is not None:
         gt.update(depth=seq.depth, valid=seq.valid)
-    values = METRICS.get(name)(pred, gt, **options)
-    return {f"{name}.{key}": value.item() if isinstance(value, np.generic) else value for key, value in values.items()}
+    return pred, gt
 
 
 def _now() -> str:
