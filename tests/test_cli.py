@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -10,6 +11,7 @@ from conftest import tiny_suite, write_suite
 
 from bench.cli import main
 from bench.methods import METHODS, MethodNotApplicable
+from bench.store import read_rows
 
 
 class FrameLocalPlan:
@@ -121,3 +123,27 @@ def test_dry_run_says_which_methods_are_skipped(tmp_path, fake_metrics, register
     result = invoke("run", suite, "--out", tmp_path / "out", "--dry-run")
     assert result.exit_code == 0 and "oracle × t_vggt_only: skipped, needs a VGGT model, not oracle" in result.output
     assert "8 cells, 0 already in" in result.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_smoke_suite_scores_the_exact_oracle_perfectly(tmp_path):
+    """The shipped smoke suite with the real pose and depth metrics, as the README runs it."""
+    from metrics import METRICS
+
+    if not {"pose", "depth"} <= set(METRICS):
+        pytest.skip("the pose and depth metrics are not registered in this checkout")
+    smoke = Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"
+    out = tmp_path / "results" / "smoke"
+    result = invoke("run", smoke, "--out", out)
+    assert result.exit_code == 0 and "recorded 8 ok" in result.output, result.output
+    rows = read_rows(out)
+    for r in rows:
+        scores = [v for k, v in r.items() if k.startswith(("pose.rra", "pose.rta", "pose.auc"))]
+        assert scores, sorted(r)
+        if r["model"] == "oracle":  # no noise: every score perfect (percent), no depth error
+            assert all(v == pytest.approx(100.0) for v in scores) and r["depth.abs_rel"] == pytest.approx(0.0, abs=1e-7)
+        else:
+            assert min(scores) < 100.0 and r["depth.abs_rel"] > 0.01
+    report = invoke("report", out)
+    header = next(line for line in report.output.splitlines() if line.startswith("| method"))
+    assert report.exit_code == 0 and "speedup" in header
