@@ -206,12 +206,12 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dic
         stage = "loading data"
         seq = sequences.get((cell.dataset, cell.scene, cell.frames, cell.preprocess))
         row.update(seq.sampling)
-        row.update(frames_used=seq.num_frames, image_size=list(seq.image_size), plan=cell.plan.describe(seq.num_frames))
+        row.update(frames_used=seq.num_frames, image_size=list(seq.image_size))
         stage = "forward pass"
         images = torch.from_numpy(seq.images).to(cell.device)
         timing = cell.suite.timing
         raw, measured = time_forward(lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup, timing.repeats_for(seq.num_frames))
-        row.update(measured.as_row())
+        row.update(measured.as_row(), plan=cell.plan.describe(seq.num_frames))  # after the run: plans may record kernels used
         stage = "converting the output"
         pred, gt = metric_inputs(model.to_prediction(raw), seq)
         del raw

@@ -48,7 +48,7 @@ def test_rows_carry_identity_configuration_timing_and_metrics(tmp_path, fake_met
     row = rows[1]
     assert row["frames"] == row["frames_used"] == 6 and row["image_size"] == [48, 64]
     assert row["sampling_kind"] == "uniform" and row["frames_available"] == 12
-    assert row["method_dense"] is True and row["plan"] == {"operator": "dense"}
+    assert row["method_dense"] is True and row["plan"]["operator"] == "dense"
     assert row["weights"] == "none" and row["weights_random"] is False
     assert row["time_repeats"] == 2 and row["time_min_s"] <= row["time_median_s"] <= row["time_max_s"]
     assert row["metrics"] == ["t_pose", "t_depth"] and row["device"] == "cpu"
