@@ -41,14 +41,16 @@ def run_suite(tmp_path, data, out="out", **kwargs):
 
 
 def test_rows_carry_identity_configuration_timing_and_metrics(tmp_path, fake_metrics):
-    summary, store = run_suite(tmp_path, tiny_suite())
+    expansion = expand(load_suite(write_suite(tmp_path, tiny_suite())))
+    store = ResultStore(tmp_path / "out")
+    summary = run(expansion, store, progress=False)
     assert summary.statuses == {"ok": 8} and not summary.interrupted
     rows = read_rows(store.directory)
     assert [r["cell"] for r in rows][:2] == ["oracle/dense/synthetic/orbit/3", "oracle/dense/synthetic/orbit/6"]
     row = rows[1]
     assert row["frames"] == row["frames_used"] == 6 and row["image_size"] == [48, 64]
     assert row["sampling_kind"] == "uniform" and row["frames_available"] == 12
-    assert row["method_dense"] is True and row["plan"]["operator"] == "dense"
+    assert row["method_dense"] is True and row["plan"] == expansion.cells[1].plan.describe(6)
     assert row["weights"] == "none" and row["weights_random"] is False
     assert row["time_repeats"] == 2 and row["time_min_s"] <= row["time_median_s"] <= row["time_max_s"]
     assert row["metrics"] == ["t_pose", "t_depth"] and row["device"] == "cpu"
