@@ -22,7 +22,7 @@ import yaml
 from bench.report import add_speedup, metric_columns
 
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.yaml")
-REGRESSION, IMPROVED, WITHIN, UNCHECKED = "REGRESSION", "improved", "within tolerance", "no tolerance"
+REGRESSION, IMPROVED, WITHIN, UNCHECKED, CHANGED = "REGRESSION", "improved", "within tolerance", "no tolerance", "changed"
 
 
 class ToleranceError(ValueError):
@@ -133,7 +133,8 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: Tolerances) -
         b, n = base_rows[ident], new_rows[ident]
         cell = n["cell"]
         if b["status"] != n["status"]:
-            add(cell, "status", b["status"], n["status"], None, REGRESSION if b["status"] == "ok" else IMPROVED)
+            verdict = REGRESSION if b["status"] == "ok" else IMPROVED if n["status"] == "ok" else CHANGED
+            add(cell, "status", b["status"], n["status"], None, verdict)
         if b["status"] != "ok" or n["status"] != "ok":
             continue
         if not n.get("method_dense") and _finite(b["speedup"]) and _finite(n["speedup"]) and b["speedup"] != n["speedup"]:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_report import row
 
-from bench.compare import IMPROVED, REGRESSION, UNCHECKED, WITHIN, Tolerance, ToleranceError, compare, load_tolerances
+from bench.compare import CHANGED, IMPROVED, REGRESSION, UNCHECKED, WITHIN, Tolerance, ToleranceError, compare, load_tolerances
 
 
 def frame(*rows):
@@ -63,7 +63,9 @@ def test_speedup_drop_beyond_tolerance_is_a_regression():
 def test_a_cell_that_now_fails_or_loses_a_metric_is_a_regression():
     oom = with_changes(1, status="oom")
     assert compare(frame(*BASELINE), oom, load_tolerances()).diffs["verdict"].tolist() == [REGRESSION]
-    assert compare(oom, frame(*BASELINE), load_tolerances()).exit_code == 0  # fixed: an improvement
+    assert compare(oom, frame(*BASELINE), load_tolerances()).diffs["verdict"].tolist() == [IMPROVED]
+    error = with_changes(1, status="error")
+    assert compare(oom, error, load_tolerances()).diffs["verdict"].tolist() == [CHANGED]  # not measured before either
     nan = compare(frame(*BASELINE), with_changes(1, **{"pose.auc30": float("nan")}), load_tolerances())
     assert nan.exit_code == 1
 
