@@ -72,6 +72,11 @@ class Sequence:
         )
 
 
+def camera_centres(extrinsics: np.ndarray) -> np.ndarray:
+    """World positions (S, 3) of w2c cameras [R|t]: C = −Rᵀ t."""
+    return -np.einsum("sji,sj->si", extrinsics[:, :, :3], extrinsics[:, :, 3])
+
+
 def unproject_depth(depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
     """World points (S, H, W, 3) of z-depth maps (S, H, W) seen by w2c cameras.
 

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from datasets_adapters.base import DATASETS, DatasetAdapter, DatasetError
-from datasets_adapters.sequence import Sequence
+from datasets_adapters.sequence import Sequence, camera_centres
 
 ROOM_HALF = np.array([5.0, 5.0, 1.5])
 ROOM_CENTRE = np.array([0.0, 0.0, 1.5])
@@ -195,8 +195,8 @@ class SyntheticScenes(DatasetAdapter):
 
     def render_frame(self, extrinsic: np.ndarray, boxes: list[Box]) -> tuple[np.ndarray, np.ndarray]:
         """Image (3, H, W) in [0, 1] and z-depth (H, W) (0 where the ray meets nothing)."""
-        rot, trans = extrinsic[:, :3], extrinsic[:, 3]
-        centre = -rot.T @ trans
+        rot = extrinsic[:, :3]
+        centre = camera_centres(extrinsic[None])[0]
         ys, xs = np.mgrid[0 : self.height, 0 : self.width].reshape(2, -1).astype(np.float64)
         k = self.intrinsics
         rays_cam = np.stack([(xs - k[0, 2]) / k[0, 0], (ys - k[1, 2]) / k[1, 1], np.ones_like(xs)])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from datasets_adapters.sequence import camera_centres
 from metrics import METRICS
 
 
@@ -32,12 +33,9 @@ def rotation_error_deg(pred: dict[str, np.ndarray], gt: dict[str, np.ndarray]) -
     rel = pred["extrinsics"][:, :, :3] @ np.transpose(gt["extrinsics"][:, :, :3], (0, 2, 1))
     cos = np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
 
-    def centres(e: np.ndarray) -> np.ndarray:
-        return -np.einsum("sji,sj->si", e[:, :, :3], e[:, :, 3])
-
     return {
         "rot_err_max": float(np.degrees(np.arccos(cos)).max()),
-        "centre_err_max": float(np.linalg.norm(centres(pred["extrinsics"]) - centres(gt["extrinsics"]), axis=1).max()),
+        "centre_err_max": float(np.linalg.norm(camera_centres(pred["extrinsics"]) - camera_centres(gt["extrinsics"]), axis=1).max()),
     }
 
 

@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from bench.models import create_model
 from datasets_adapters import DATASETS, Sampling
-from datasets_adapters.sequence import unproject_depth
+from datasets_adapters.sequence import camera_centres, unproject_depth
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +37,12 @@ def test_rotation_noise_has_the_asked_size(seq):
     angles = np.degrees(Rotation.from_matrix(rel).magnitude())
     # each rotation-vector component ~ N(0, 2°): the angle is 2° × a chi(3) variable
     assert 0.2 < angles.mean() / 2.0 < 3.0
-    centres = lambda e: -np.einsum("sji,sj->si", e[:, :, :3], e[:, :, 3])  # noqa: E731
-    assert np.allclose(centres(pred.extrinsics), centres(seq.extrinsics))  # positions untouched
+    assert np.allclose(camera_centres(pred.extrinsics), camera_centres(seq.extrinsics))  # positions untouched
 
 
 def test_translation_and_depth_noise(seq):
     pred = predict(seq, translation_noise=0.1, depth_noise=0.05)
-    centres = lambda e: -np.einsum("sji,sj->si", e[:, :, :3], e[:, :, 3])  # noqa: E731
-    shift = np.linalg.norm(centres(pred.extrinsics) - centres(seq.extrinsics), axis=1)
+    shift = np.linalg.norm(camera_centres(pred.extrinsics) - camera_centres(seq.extrinsics), axis=1)
     assert (shift > 0).all() and shift.mean() < 0.5
     ratio = np.log(pred.depth[seq.valid] / seq.depth[seq.valid])
     assert ratio.std() == pytest.approx(0.05, rel=0.05)

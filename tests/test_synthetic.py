@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import map_coordinates
 
 from datasets_adapters import DATASETS, DatasetError, Sampling
-from datasets_adapters.sequence import unproject_depth
+from datasets_adapters.sequence import camera_centres, unproject_depth
 from datasets_adapters.synthetic import Box, cast_rays, look_at
 
 SMALL = {"length": 40, "height": 96, "width": 128}
@@ -62,7 +62,7 @@ def test_cameras_are_proper_rotations_looking_at_the_scene():
     rot = seq.extrinsics[:, :, :3]
     assert np.allclose(rot @ np.transpose(rot, (0, 2, 1)), np.eye(3), atol=1e-12)
     assert np.allclose(np.linalg.det(rot), 1.0)
-    centres = -np.einsum("sji,sj->si", rot, seq.extrinsics[:, :, 3])
+    centres = camera_centres(seq.extrinsics)
     assert np.allclose(np.linalg.norm(centres[:, :2], axis=1), 3.6)  # the orbit radius
     # the scene centre is in front of every camera, near the image centre
     target = np.einsum("sij,j->si", rot, [0.0, 0.0, 0.4]) + seq.extrinsics[:, :, 3]

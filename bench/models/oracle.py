@@ -14,7 +14,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from bench.models.base import MODELS, BenchModel, Prediction, WeightsInfo
-from datasets_adapters.sequence import Sequence, unproject_depth
+from datasets_adapters.sequence import Sequence, camera_centres, unproject_depth
 
 
 class OracleModel(BenchModel):
@@ -57,10 +57,8 @@ class OracleModel(BenchModel):
         extrinsics = sequence.extrinsics  # exact when there is no pose noise
         if self.rotation_noise_deg or self.translation_noise:
             s = sequence.num_frames
-            rot, trans = extrinsics[:, :, :3], extrinsics[:, :, 3]
-            centres = -np.einsum("sji,sj->si", rot, trans)
-            rot = Rotation.from_rotvec(rng.normal(0.0, np.deg2rad(self.rotation_noise_deg), (s, 3))).as_matrix() @ rot
-            centres = centres + rng.normal(0.0, self.translation_noise, (s, 3))
+            rot = Rotation.from_rotvec(rng.normal(0.0, np.deg2rad(self.rotation_noise_deg), (s, 3))).as_matrix() @ extrinsics[:, :, :3]
+            centres = camera_centres(extrinsics) + rng.normal(0.0, self.translation_noise, (s, 3))
             extrinsics = np.concatenate([rot, -np.einsum("sij,sj->si", rot, centres)[:, :, None]], axis=2)
         out = {"extrinsics": extrinsics, "intrinsics": sequence.intrinsics}
         if sequence.depth is not None:
