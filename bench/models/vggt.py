@@ -201,9 +201,12 @@ class VGGT(BenchModel):
 
 
 def _factory(cfg: VGGTConfig):
-    def build(weights: str = "random", device: str | torch.device = "cpu", seed: int = 0, **options: Any) -> VGGT:
+    def build(weights: str = "random", device: str | torch.device | None = None, seed: int = 0, **options: Any) -> VGGT:
+        """On `device` if given; else where it was built (the CPU, or the meta device for reading its traits)."""
         model = build_with_weights(lambda: VGGT(cfg, **options), weights, seed=seed, skip_prefixes=("track_head.",))
-        return model.to(device).eval().requires_grad_(False)
+        if device is not None:
+            model = model.to(device)
+        return model.eval().requires_grad_(False)
 
     return build
 
