@@ -1,5 +1,7 @@
 """Models: VGGT, pi3 (checkpoint-compatible), the oracle; one registry, one factory."""
 
 from bench.models.base import MODELS, BenchModel, Prediction, WeightsInfo, create_model
+from bench.models import oracle  # noqa: F401  (registers "oracle")
+from bench.models import vggt as _vggt  # noqa: F401  (registers vggt-1b, vggt-tiny)
 
 __all__ = ["MODELS", "BenchModel", "Prediction", "WeightsInfo", "create_model"]
