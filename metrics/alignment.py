@@ -132,11 +132,12 @@ def icp_point_to_point(
 ) -> Similarity:
     """Rigid transform refining the registration of source (N, 3) onto target (M, 3).
 
-    Point-to-point ICP as in Open3D's ``registration_icp``: each iteration pairs every source point
-    with its nearest target point, keeps pairs closer than `threshold`, and solves the rigid
-    Umeyama fit on them; it stops after `max_iterations` or when both the inlier fraction and the
-    inlier RMSE change by less than `tolerance` (relative). Returns the identity when too few
-    pairs are within the threshold, so a poor coarse alignment is never made worse.
+    Point-to-point ICP as in Open3D's ``registration_icp`` (and its default criteria): each
+    iteration pairs every source point with its nearest target point, keeps pairs closer than
+    `threshold`, and solves the rigid Umeyama fit on them; it stops after `max_iterations` or when
+    both the inlier fraction and the inlier RMSE change by less than `tolerance` (absolute, as
+    Open3D compares them; a relative test would chase rounding noise on exact data). Returns the
+    identity when no pair is within the threshold.
     """
     tree = target_tree if target_tree is not None else cKDTree(target)
     total = Similarity.identity()
@@ -147,7 +148,7 @@ def icp_point_to_point(
         inliers = np.isfinite(distances)
         new_fitness = float(inliers.mean()) if len(inliers) else 0.0
         new_rmse = float(np.sqrt(np.mean(distances[inliers] ** 2))) if inliers.any() else np.inf
-        converged = abs(new_fitness - fitness) <= tolerance * max(new_fitness, 1e-12) and abs(new_rmse - rmse) <= tolerance * max(new_rmse, 1e-12)
+        converged = abs(new_fitness - fitness) < tolerance and abs(new_rmse - rmse) < tolerance
         fitness, rmse = new_fitness, new_rmse
         if converged:
             break

@@ -20,12 +20,15 @@ class VoxelGrid:
     Every chunk is reduced to (voxel, sum, count) at once and the partial sums are merged at the
     end, so memory follows the number of voxels, not of points. Voxel indices are clipped to
     ±2²⁰ per axis to pack into one int64 key; far outliers share boundary voxels but keep their
-    own coordinates in the mean, so they still count as far away. A non-positive `voxel_size`
-    keeps every point.
+    own coordinates in the mean, so they still count as far away. The grid is shifted by an
+    irrational fraction of a voxel: surfaces at round coordinates (the walls of a synthetic room)
+    would otherwise lie on voxel faces, where two computations of the same point that differ by
+    rounding fall into different voxels. A non-positive `voxel_size` keeps every point.
     """
 
     _BITS = 21
     _OFFSET = 1 << (_BITS - 1)
+    _PHASE = 0.3819660112501051  # 2 − golden ratio: far from every simple fraction
     _PARTS = 16  # partial tables kept before merging them (bounds memory on long sequences)
 
     def __init__(self, voxel_size: float) -> None:
@@ -40,7 +43,7 @@ class VoxelGrid:
         if self.voxel_size <= 0:
             self._kept.append(np.asarray(points, dtype=np.float64))
             return
-        scaled = points * (1.0 / self.voxel_size)
+        scaled = points * (1.0 / self.voxel_size) + self._PHASE
         np.floor(scaled, out=scaled)
         np.clip(scaled, -self._OFFSET, self._OFFSET - 1, out=scaled)
         cells = scaled.astype(np.int64) + self._OFFSET

@@ -79,11 +79,18 @@ def test_pca_normals_of_a_sphere_point_outwards():
 
 
 def test_voxel_downsampling_keeps_the_mean_of_each_voxel():
-    points = np.array([[0.01, 0.01, 0.01], [0.03, 0.05, 0.07], [0.15, 0.0, 0.0], [-0.01, 0.0, 0.0], [1e9, 0, 0]])
+    # With a 0.1 voxel the cell of the origin spans [−0.038, 0.062) on each axis (the grid phase).
+    points = np.array([[0.0, 0.0, 0.0], [0.02, 0.04, -0.02], [0.15, 0.0, 0.0], [-0.05, 0.0, 0.0], [1e9, 0, 0]])
     down = voxel_downsample(points, 0.1)
-    expected = [[0.02, 0.03, 0.04], [0.15, 0.0, 0.0], [-0.01, 0.0, 0.0], [1e9, 0, 0]]
+    expected = [[0.01, 0.02, -0.01], [0.15, 0.0, 0.0], [-0.05, 0.0, 0.0], [1e9, 0, 0]]
     np.testing.assert_allclose(sorted(map(tuple, down)), sorted(map(tuple, expected)))
     np.testing.assert_array_equal(voxel_downsample(points, 0.0), points)
+
+
+def test_surfaces_at_round_coordinates_are_not_split_by_rounding():
+    wall = np.stack(np.meshgrid(np.linspace(0, 1, 50), np.linspace(0, 1, 50), [2.0]), axis=-1).reshape(-1, 3)
+    jittered = wall * (1 + 1e-15 * np.random.default_rng(0).choice([-1, 1], size=wall.shape))
+    np.testing.assert_allclose(np.sort(voxel_downsample(jittered, 0.01), axis=0), np.sort(voxel_downsample(wall, 0.01), axis=0), atol=1e-12)
 
 
 def test_voxel_grid_merges_chunks_exactly():
@@ -93,7 +100,7 @@ def test_voxel_grid_merges_chunks_exactly():
         grid.add(chunk)
     whole = voxel_downsample(points, 0.25)
     np.testing.assert_allclose(np.sort(grid.points(), axis=0), np.sort(whole, axis=0))
-    assert len(whole) == 512  # 8³ voxels of the cube
+    assert len(whole) == len(np.unique(np.floor(points / 0.25 + VoxelGrid._PHASE), axis=0))
 
 
 def test_noise_raises_acc_and_comp_and_lowers_nc(gt):
