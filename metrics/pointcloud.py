@@ -81,6 +81,15 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
     return grid.points()
 
 
+def random_subset(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """At most `count` of the points, drawn without replacement by a seeded generator (same input,
+    same subset), in their original order; all of them when there are no more than `count`."""
+    if len(points) <= count:
+        return points
+    keep = np.sort(np.random.default_rng(seed).choice(len(points), size=count, replace=False))
+    return points[keep]
+
+
 def estimate_normals(points: np.ndarray, neighbours: int = 30, tree: cKDTree | None = None, chunk: int = 65536) -> np.ndarray:
     """Unit normals (N, 3): eigenvector of the smallest eigenvalue of each point's k-NN covariance.
 

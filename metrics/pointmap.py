@@ -10,7 +10,7 @@ Both clouds are voxel-downsampled (GT units) after the Sim(3), frames streamed i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -19,12 +19,13 @@ from threadpoolctl import threadpool_limits
 from metrics.alignment import CorrespondenceMoments, DegenerateAlignmentError, icp_point_to_point
 from metrics.confidence import ConfidenceFilter
 from metrics.geometry import unproject_depth
-from metrics.inputs import MetricRow, MetricUnavailable, check_choice, compute_or_note, ground_truth, num_frames, prediction, valid_depth
-from metrics.pointcloud import VoxelGrid, estimate_normals
+from metrics.inputs import MetricInputError, MetricRow, MetricUnavailable, check_choice, compute_or_note, ground_truth, num_frames, prediction, valid_depth
+from metrics.pointcloud import VoxelGrid, estimate_normals, random_subset
 
 SOURCES = ("world_points", "depth")
-KEYS = ("acc", "acc_med", "comp", "comp_med", "nc1", "nc2", "nc", "chamfer")
+KEYS = ("acc", "acc_med", "comp", "comp_med", "nc1", "nc2", "nc", "chamfer", "pointmap_pred_voxels", "pointmap_gt_voxels")
 FRAMES_PER_CHUNK = 8
+ICP_SAMPLE_POINTS = 200_000  # a rigid transform is well determined by far fewer pairs
 
 
 def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neighbours: int = 30, gt_tree: cKDTree | None = None) -> dict[str, float]:
@@ -78,6 +79,14 @@ def predicted_points(pred: Mapping[str, Any], source: str, usable: np.ndarray, f
     return unproject_depth(depth, intrinsics, extrinsics, usable[frames])
 
 
+class RegisteredClouds(NamedTuple):
+    pred: np.ndarray  # (N, 3) predicted cloud in GT coordinates
+    gt: np.ndarray  # (M, 3)
+    gt_tree: cKDTree  # built once, for ICP and the scores
+    pred_size: int  # voxels before the max_points cap
+    gt_size: int
+
+
 def registered_clouds(
     pred: Mapping[str, Any],
     source: str,
@@ -86,14 +95,17 @@ def registered_clouds(
     gt_valid: np.ndarray,
     icp_threshold: float,
     voxel_size: float,
-) -> tuple[np.ndarray, np.ndarray, cKDTree]:
-    """The predicted cloud registered onto the GT cloud, both voxel-downsampled, and the GT cloud's
-    KD-tree (built once, for ICP and the scores): (pred, GT, GT tree).
+    max_points: int,
+) -> RegisteredClouds:
+    """The predicted cloud registered onto the GT cloud, both voxel-downsampled and capped.
 
     The Umeyama Sim(3) is fitted on corresponding pixels (usable ⊆ gt_valid); the GT cloud holds
     every valid GT pixel, so pixels the prediction misses cost completeness. Frames are processed
     in chunks (two passes: moments and the GT grid, then the aligned predicted grid) so memory stays
-    bounded for 1000-frame scenes. ICP runs on the downsampled clouds; `icp_threshold` ≤ 0 skips it.
+    bounded for 1000-frame scenes. A cloud with more than `max_points` voxels is randomly thinned
+    to that many (seeded): it bounds the cost when a prediction scatters its points (random
+    weights, failed frames). ICP (`icp_threshold` ≤ 0 skips it) estimates its rigid transform from
+    at most ICP_SAMPLE_POINTS predicted points against the whole GT cloud.
     """
     depth, intrinsics, extrinsics = (np.asarray(gt[key]) for key in ("depth", "intrinsics", "extrinsics"))
     chunks = [slice(start, start + FRAMES_PER_CHUNK) for start in range(0, len(depth), FRAMES_PER_CHUNK)]
@@ -108,11 +120,13 @@ def registered_clouds(
         raise MetricUnavailable(f"Sim(3) alignment of predicted to GT points failed: {reason}") from None
     for frames in chunks:
         pred_grid.add(coarse.apply(predicted_points(pred, source, usable, frames)))
-    pred_cloud, gt_cloud = pred_grid.points(), gt_grid.points()
+    pred_voxels, gt_voxels = pred_grid.points(), gt_grid.points()
+    pred_cloud, gt_cloud = random_subset(pred_voxels, max_points), random_subset(gt_voxels, max_points)
     gt_tree = cKDTree(gt_cloud)
     if icp_threshold > 0:
-        pred_cloud = icp_point_to_point(pred_cloud, gt_cloud, icp_threshold, target_tree=gt_tree).apply(pred_cloud)
-    return pred_cloud, gt_cloud, gt_tree
+        refined = icp_point_to_point(random_subset(pred_cloud, ICP_SAMPLE_POINTS), gt_cloud, icp_threshold, target_tree=gt_tree)
+        pred_cloud = refined.apply(pred_cloud)
+    return RegisteredClouds(pred_cloud, gt_cloud, gt_tree, len(pred_voxels), len(gt_voxels))
 
 
 def pointmap_metrics(
@@ -122,15 +136,20 @@ def pointmap_metrics(
     icp_threshold: float = 0.1,
     voxel_size: float = 0.01,
     normal_neighbours: int = 30,
+    max_points: int = 1_000_000,
     conf_top_percent: float | None = None,
     conf_threshold: float | None = None,
 ) -> MetricRow:
     """Acc, Comp (mean and median), NC1, NC2, NC and Chamfer of the predicted point map.
 
     `source`: ``world_points`` (the point head) or ``depth`` (predicted depth unprojected with the
-    predicted cameras). `icp_threshold` and `voxel_size` are in GT units (0 disables either).
+    predicted cameras). `icp_threshold` and `voxel_size` are in GT units (0 disables either);
+    `max_points` caps each downsampled cloud. The row records the options and the voxel counts of
+    both clouds (``pointmap_pred_voxels``, ``pointmap_gt_voxels``: above `max_points` means thinned).
     """
     check_choice(source, SOURCES, "source")
+    if max_points < 3:
+        raise MetricInputError(f"option max_points={max_points} must be at least 3")
     confidence_filter = ConfidenceFilter(conf_top_percent, conf_threshold)
     frames = num_frames(gt)
     gt_depth = ground_truth(gt, "depth", (frames, None, None))
@@ -147,13 +166,15 @@ def pointmap_metrics(
         # Every BLAS call below is a thin 3×N product that extra BLAS threads only slow down (they
         # spin on the cores the KD-tree queries use): one BLAS thread is faster here.
         with threadpool_limits(limits=1, user_api="blas"):
-            pred_cloud, gt_cloud, gt_tree = registered_clouds(pred, source, usable, gt, gt_valid, icp_threshold, voxel_size)
-            return cloud_distances(pred_cloud, gt_cloud, normal_neighbours, gt_tree)
+            clouds = registered_clouds(pred, source, usable, gt, gt_valid, icp_threshold, voxel_size, max_points)
+            row = cloud_distances(clouds.pred, clouds.gt, normal_neighbours, clouds.gt_tree)
+        return row | {"pointmap_pred_voxels": float(clouds.pred_size), "pointmap_gt_voxels": float(clouds.gt_size)}
 
     options = {
         "pointmap_source": source,
         "pointmap_icp_threshold": float(icp_threshold),
         "pointmap_voxel_size": float(voxel_size),
+        "pointmap_max_points": int(max_points),
         "pointmap_conf_filter": confidence_filter.label,
     }
     return compute_or_note("pointmap", KEYS, compute) | options

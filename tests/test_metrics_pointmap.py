@@ -5,7 +5,7 @@ import pytest
 
 from metrics import METRICS, MetricInputError
 from metrics.geometry import unproject_depth
-from metrics.pointcloud import VoxelGrid, estimate_normals, voxel_downsample
+from metrics.pointcloud import VoxelGrid, estimate_normals, random_subset, voxel_downsample
 from metrics.pointmap import KEYS, cloud_distances
 from tests.metrics_scene import box_room, random_similarity, transform_world
 
@@ -36,6 +36,7 @@ def test_perfect_prediction(gt):
     row = pointmap({"world_points": gt_world_points(gt)}, gt)
     assert_perfect(row)
     assert (row["pointmap_source"], row["pointmap_icp_threshold"], row["pointmap_voxel_size"], row["pointmap_conf_filter"]) == ("world_points", 0.1, 0.01, "none")
+    assert row["pointmap_max_points"] == 1_000_000 and row["pointmap_pred_voxels"] == row["pointmap_gt_voxels"] > 1000
 
 
 def test_similarity_transformed_prediction_is_perfect_after_alignment(gt):
@@ -148,6 +149,28 @@ def test_confidence_filter_drops_bad_points(gt):
     row = pointmap({"world_points": points, "world_points_conf": conf}, gt, conf_threshold=0.5)
     assert row["acc"] == pytest.approx(0.0, abs=1e-9)
     assert row["pointmap_conf_filter"] == "conf>0.5"
+
+
+def test_clouds_above_max_points_are_thinned_and_the_counts_recorded(gt):
+    points = gt_world_points(gt)
+    full = pointmap({"world_points": points}, gt)
+    capped = pointmap({"world_points": points}, gt, max_points=500)
+    assert capped["pointmap_pred_voxels"] == full["pointmap_pred_voxels"] > 500
+    # Identical clouds are thinned alike (seeded, same voxel order): a perfect prediction stays perfect.
+    assert_perfect(capped)
+    points[0] = np.nan  # now the clouds differ and thinning leaves gaps between them
+    gappy, gappy_capped = pointmap({"world_points": points}, gt), pointmap({"world_points": points}, gt, max_points=500)
+    assert gappy_capped["acc"] > gappy["acc"] + 0.01
+    with pytest.raises(MetricInputError, match="max_points"):
+        pointmap({"world_points": points}, gt, max_points=0)
+
+
+def test_random_subset_is_seeded_and_ordered():
+    points = np.arange(30.0).reshape(10, 3)
+    subset = random_subset(points, 4)
+    np.testing.assert_array_equal(subset, random_subset(points, 4))
+    assert len(subset) == 4 and np.all(np.diff(subset[:, 0]) > 0)
+    assert random_subset(points, 10) is points
 
 
 def test_missing_outputs_and_bad_input(gt):

@@ -46,13 +46,13 @@ def test_exact_oracle_scores_perfectly_on_every_metric(exact_oracle):
 
 def test_rows_are_flat_json_and_every_numeric_metric_has_a_direction(exact_oracle):
     pred, gt = exact_oracle
-    option_keys = {"depth_max_depth", "pointmap_icp_threshold", "pointmap_voxel_size"}
+    options_and_counts = {"depth_max_depth", "pointmap_icp_threshold", "pointmap_voxel_size", "pointmap_max_points", "pointmap_pred_voxels", "pointmap_gt_voxels"}
     for name in METRICS:
         row = METRICS.get(name)(pred, gt)
         assert json.loads(json.dumps(row)) == row
         for key, value in row.items():
-            assert value is None or isinstance(value, (float, str)), (name, key)
-            if isinstance(value, float) and key not in option_keys:
+            assert value is None or isinstance(value, (int, float, str)), (name, key)
+            if isinstance(value, (int, float)) and key not in options_and_counts:
                 assert direction(key) in ("higher", "lower"), key
 
 
