@@ -25,7 +25,7 @@ from metrics.pointcloud import VoxelGrid, estimate_normals, random_subset
 SOURCES = ("world_points", "depth")
 KEYS = ("acc", "acc_med", "comp", "comp_med", "nc1", "nc2", "nc", "chamfer", "pointmap_pred_voxels", "pointmap_gt_voxels")
 FRAMES_PER_CHUNK = 8
-ICP_SAMPLE_POINTS = 200_000  # a rigid transform is well determined by far fewer pairs
+ICP_SAMPLE_POINTS = 50_000  # a rigid transform is well determined by far fewer pairs
 
 
 def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neighbours: int = 30, gt_tree: cKDTree | None = None) -> dict[str, float]:
