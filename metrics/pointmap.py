@@ -28,12 +28,20 @@ FRAMES_PER_CHUNK = 8
 ICP_SAMPLE_POINTS = 50_000  # a rigid transform is well determined by far fewer pairs
 
 
+def normal_consistency(normals: np.ndarray, matched: np.ndarray) -> float:
+    """Mean |n · n'| over the pairs whose normals are both defined (NaN when none is)."""
+    dots = np.abs(np.sum(normals * matched, axis=1))
+    defined = np.isfinite(dots)
+    return float(np.mean(dots[defined])) if defined.any() else float("nan")
+
+
 def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neighbours: int = 30, gt_tree: cKDTree | None = None) -> dict[str, float]:
     """Scores of a predicted cloud (N, 3) against a GT cloud (M, 3), both already in GT coordinates.
 
     acc / acc_med: mean / median distance from each predicted point to its nearest GT point;
     comp / comp_med: the same from GT to prediction; nc1 = mean |n_pred · n_gt(nearest)| over
-    predicted points, nc2 the same over GT points, nc = (nc1 + nc2) / 2; chamfer = (acc + comp) / 2.
+    predicted points, nc2 the same over GT points (pairs where either normal is undefined are
+    left out), nc = (nc1 + nc2) / 2; chamfer = (acc + comp) / 2.
     `gt_tree` is a KD-tree of `gt_points` when the caller already has one.
     """
     gt_tree = gt_tree if gt_tree is not None else cKDTree(gt_points)
@@ -42,8 +50,8 @@ def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neigh
     pred_normals = estimate_normals(pred_points, normal_neighbours, pred_tree)
     to_gt, nearest_gt = gt_tree.query(pred_points, workers=-1)
     to_pred, nearest_pred = pred_tree.query(gt_points, workers=-1)
-    nc1 = float(np.mean(np.abs(np.sum(pred_normals * gt_normals[nearest_gt], axis=1))))
-    nc2 = float(np.mean(np.abs(np.sum(gt_normals * pred_normals[nearest_pred], axis=1))))
+    nc1 = normal_consistency(pred_normals, gt_normals[nearest_gt])
+    nc2 = normal_consistency(gt_normals, pred_normals[nearest_pred])
     acc, comp = float(np.mean(to_gt)), float(np.mean(to_pred))
     return {
         "acc": acc,

@@ -79,6 +79,21 @@ def test_pca_normals_of_a_sphere_point_outwards():
     assert np.min(np.abs(np.sum(normals * sphere, axis=1))) > 0.98
 
 
+def test_normals_are_stable_under_rounding_and_undefined_on_lines():
+    # Two lattice faces meeting at an edge: many exactly equal neighbour distances, so rounding
+    # decides which 30 neighbours plain k-NN would take (it then differs by up to 11°).
+    x, y = np.meshgrid(np.arange(21) * 0.05, np.arange(21) * 0.05)
+    floor = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], axis=1)
+    corner = np.concatenate([floor, floor[:, [0, 2, 1]] + np.array([0, 0, 0.05])])
+    perturbed = corner * (1 + 1e-15 * np.random.default_rng(3).choice([-1, 1], size=corner.shape))
+    dots = np.abs(np.sum(estimate_normals(corner) * estimate_normals(perturbed), axis=1))
+    assert dots.min() > 1 - 1e-12
+    line = np.outer(np.linspace(0, 1, 50), [1.0, 2.0, 0.5])
+    assert np.isnan(estimate_normals(line)).all()
+    row = cloud_distances(np.concatenate([plane_grid(), line + 5]), np.concatenate([plane_grid(), line + 5]))
+    assert row["nc"] == 1.0
+
+
 def test_voxel_downsampling_keeps_the_mean_of_each_voxel():
     # With a 0.1 voxel the cell of the origin spans [−0.038, 0.062) on each axis (the grid phase).
     points = np.array([[0.0, 0.0, 0.0], [0.02, 0.04, -0.02], [0.15, 0.0, 0.0], [-0.05, 0.0, 0.0], [1e9, 0, 0]])
