@@ -3,8 +3,9 @@
 The 7-Scenes / NRGBD protocol of CUT3R and π³: ground-truth points from the GT depth, intrinsics
 and poses; the predicted points of the same pixels mapped onto them by an Umeyama Sim(3), refined
 by point-to-point ICP; normals estimated on both clouds; then nearest-neighbour distances both ways.
-Both clouds are voxel-downsampled (GT units) after the Sim(3), frames streamed in chunks, so that
-1000-frame scenes stay fast and within memory.
+Both clouds are voxel-downsampled (GT units) after the Sim(3), frames streamed in chunks, and each
+cloud capped at `max_points`, so that 1000-frame scenes and scattered predictions stay fast and
+within memory.
 """
 
 from __future__ import annotations
