@@ -23,8 +23,9 @@ from torch import nn
 from bench.methods.plan import AttentionPlan, DensePlan, Layout
 from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads import CameraHead, DPTHead
-from bench.models.layers import Attend, Block, DinoVisionTransformer, grid_positions, rope_table
+from bench.models.layers import Block, DinoVisionTransformer, grid_positions, rope_table
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
+from bench.models.runtime import check_images, chunk_rows, cuda_autocast_dtype, plan_attend
 from bench.models.weights import build_with_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -104,22 +105,22 @@ class Aggregator(nn.Module):
         dim, patch = self.cfg.embed_dim, self.cfg.patch_size
         grid = (height // patch, width // patch)
 
-        patches = self.patch_embed(_normalize(images).flatten(0, 1), chunk_rows=_rows(chunk_frames, grid[0] * grid[1] + 1 + self.cfg.num_register_tokens))
+        patches = self.patch_embed(_normalize(images).flatten(0, 1), chunk_rows=chunk_rows(chunk_frames, grid[0] * grid[1] + 1 + self.cfg.num_register_tokens))
         special = torch.cat([_per_frame(self.camera_token, batch, frames), _per_frame(self.register_token, batch, frames)], dim=1)
         tokens = torch.cat([special, patches], dim=1)  # (B·S, P, dim)
         per_frame = tokens.shape[1]
 
         rope = rope_table(grid_positions(*grid, self.special_tokens, device=images.device), dim // self.cfg.num_heads, self.cfg.rope_frequency)
         layout = Layout(frames=frames, tokens_per_frame=per_frame, special_tokens=self.special_tokens, grid=grid, reference_frame=0)
-        chunk_rows = _rows(chunk_frames, per_frame)
+        rows = chunk_rows(chunk_frames, per_frame)
 
         kept: dict[int, torch.Tensor] = {}
         for layer, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks)):
-            tokens = frame_block(tokens.view(batch * frames, per_frame, dim), rope, chunk_rows=chunk_rows)
+            tokens = frame_block(tokens.view(batch * frames, per_frame, dim), rope, chunk_rows=rows)
             if layer in keep:
                 kept[layer] = tokens.new_empty(batch, frames, per_frame, 2 * dim)
                 kept[layer][..., :dim] = tokens.view(batch, frames, per_frame, dim)
-            tokens = global_block(tokens.view(batch, frames * per_frame, dim), rope, _plan_attend(plan, layer, layout), chunk_rows)
+            tokens = global_block(tokens.view(batch, frames * per_frame, dim), rope, plan_attend(plan, layer, layout), rows)
             if layer in keep:
                 kept[layer][..., dim:] = tokens.view(batch, frames, per_frame, dim)
         return kept
@@ -136,14 +137,6 @@ def _per_frame(token: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
     first = token[:, :1].expand(batch, 1, *token.shape[2:])
     others = token[:, 1:].expand(batch, frames - 1, *token.shape[2:])
     return torch.cat([first, others], dim=1).flatten(0, 1)
-
-
-def _plan_attend(plan: AttentionPlan, layer: int, layout: Layout) -> Attend:
-    return lambda q, k, v: plan.attend(layer, q, k, v, layout)
-
-
-def _rows(chunk_frames: int | None, tokens_per_frame: int) -> int | None:
-    return None if not chunk_frames else chunk_frames * tokens_per_frame
 
 
 class VGGT(BenchModel):
@@ -173,9 +166,9 @@ class VGGT(BenchModel):
         Returns pose_enc (B, S, 9), depth (B, S, H, W, 1), depth_conf (B, S, H, W),
         world_points (B, S, H, W, 3), world_points_conf (B, S, H, W).
         """
-        images = self._check_images(images)
+        images = check_images(images, self.cfg.patch_size, "VGGT", self.preprocess_mode)
         height, width = images.shape[-2:]
-        with torch.autocast("cuda", dtype=_cuda_autocast_dtype(images.device), enabled=images.is_cuda):
+        with torch.autocast("cuda", dtype=cuda_autocast_dtype(images.device), enabled=images.is_cuda):
             layers = self.aggregator(images, plan or DensePlan(), self.cfg.kept_layers, self.token_chunk_frames)
         with torch.autocast(images.device.type, enabled=False):
             pose_enc = self.camera_head(layers[self.cfg.depth - 1][:, :, 0], self.cfg.camera_iterations)
@@ -183,17 +176,6 @@ class VGGT(BenchModel):
             depth, depth_conf = self.depth_head(layers, height, width, special, self.head_frames_per_chunk)
             points, points_conf = self.point_head(layers, height, width, special, self.head_frames_per_chunk)
         return {"pose_enc": pose_enc, "depth": depth, "depth_conf": depth_conf, "world_points": points, "world_points_conf": points_conf}
-
-    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim == 4:
-            images = images[None]
-        if images.ndim != 5 or images.shape[2] != 3:
-            raise ValueError(f"VGGT takes images shaped (S, 3, H, W) or (B, S, 3, H, W), got {tuple(images.shape)}")
-        height, width = images.shape[-2:]
-        patch = self.cfg.patch_size
-        if height % patch or width % patch:
-            raise ValueError(f"VGGT needs image sides divisible by {patch}, got {height}×{width}; preprocess with mode 'crop' or 'pad'")
-        return images
 
     def to_prediction(self, raw: dict[str, torch.Tensor]) -> Prediction:
         """Batch entry 0 of `forward`'s outputs as numpy, with cameras decoded from the pose encoding."""
@@ -215,19 +197,6 @@ class VGGT(BenchModel):
             world_points_conf=numpy(raw["world_points_conf"][0]),
             raw={"pose_enc": numpy(pose_enc)},
         )
-
-
-_AUTOCAST_DTYPES: dict[torch.device, torch.dtype] = {}
-
-
-def _cuda_autocast_dtype(device: torch.device) -> torch.dtype:
-    """bf16 where the GPU supports it (compute capability ≥ 8), else fp16; asked once per device."""
-    if device.type != "cuda":
-        return torch.bfloat16
-    if device not in _AUTOCAST_DTYPES:
-        major, _ = torch.cuda.get_device_capability(device)
-        _AUTOCAST_DTYPES[device] = torch.bfloat16 if major >= 8 else torch.float16
-    return _AUTOCAST_DTYPES[device]
 
 
 def _factory(cfg: VGGTConfig):
