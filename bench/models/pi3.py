@@ -162,15 +162,16 @@ class Pi3(BenchModel):
         """Decoder output (N frames, P, 2·dim) → per-frame outputs, in chunks of frames.
 
         The head decoders run under the backbone's autocast (as released); the linear heads,
-        the exp of depth, and the poses in float32.
+        the exp of depth, and the poses in the heads' own precision (float32 as loaded).
         """
         count, device = hidden.shape[0], hidden.device
         height, width = grid[0] * self.cfg.patch_size, grid[1] * self.cfg.patch_size
         rope = self._rope(grid, self.point_decoder.head_dim, device)
-        local_points = torch.empty(count, height, width, 3, device=device)
-        conf = torch.empty(count, height, width, 1, device=device)
-        translation = torch.empty(count, 3, device=device)
-        rotation = torch.empty(count, 3, 3, device=device)
+        dtype = self.point_head.proj.weight.dtype
+        local_points = hidden.new_empty(count, height, width, 3, dtype=dtype)
+        conf = hidden.new_empty(count, height, width, 1, dtype=dtype)
+        translation = hidden.new_empty(count, 3, dtype=dtype)
+        rotation = hidden.new_empty(count, 3, 3, dtype=dtype)
         step = self.head_frames_per_chunk or count
         patches = slice(self.special_tokens, None)
         for span in (slice(start, start + step) for start in range(0, count, step)):
@@ -179,12 +180,12 @@ class Pi3(BenchModel):
                 conf_tokens = self.conf_decoder(hidden[span], rope)
                 camera_tokens = self.camera_decoder(hidden[span], rope)
             with torch.autocast(device.type, enabled=False):
-                xy, log_z = self.point_head(point_tokens[:, patches].float(), grid).split([2, 1], dim=-1)
+                xy, log_z = self.point_head(point_tokens[:, patches].to(dtype), grid).split([2, 1], dim=-1)
                 z = log_z.exp()
                 local_points[span] = torch.cat([xy * z, z], dim=-1)
-                conf[span] = self.conf_head(conf_tokens[:, patches].float(), grid)
-                translation[span], rotation[span] = self.camera_head(camera_tokens[:, patches].float())
-        poses = torch.zeros(count, 4, 4, device=device)
+                conf[span] = self.conf_head(conf_tokens[:, patches].to(dtype), grid)
+                translation[span], rotation[span] = self.camera_head(camera_tokens[:, patches].to(dtype))
+        poses = hidden.new_zeros(count, 4, 4, dtype=dtype)
         poses[:, :3, :3] = nearest_rotation(rotation)  # once, last: it synchronises on CUDA
         poses[:, :3, 3] = translation
         poses[:, 3, 3] = 1.0
