@@ -6,12 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
+from PIL import Image
 from safetensors.torch import save_file
 
 from bench.methods.plan import DensePlan, Layout
 from bench.models import MODELS, create_model
 from bench.models.pi3 import PI3_TINY, Pi3
 from bench.models.weights import WeightsError
+from bench.predict import predict
+from bench.preprocess import pi3_size
 
 FRAMES, HEIGHT, WIDTH = 3, 42, 56  # a 3×4 patch grid
 
@@ -175,3 +179,30 @@ def test_the_released_id_resolves_from_the_local_hugging_face_cache_only(tmp_pat
     loaded = create_model("pi3-tiny", weights="yyfz233/Pi3")
     assert loaded.weights_info.id == "yyfz233/Pi3"
     torch.testing.assert_close(loaded(images)["conf"], create_model("pi3-tiny", seed=4)(images)["conf"])
+
+
+def test_heads_stay_float32_under_an_outer_autocast(model: Pi3, images: torch.Tensor) -> None:
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images)
+    assert all(t.dtype == torch.float32 for t in out.values())
+
+
+def test_predict_command_writes_the_common_keys_and_pi3_raw_outputs(tmp_path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        Image.fromarray(rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    out = tmp_path / "pred.npz"
+    args = ["--model", "pi3-tiny", "--weights", "random", "--device", "cpu", "--images", str(folder), "--out", str(out)]
+    result = CliRunner().invoke(predict, args)
+    assert result.exit_code == 0, result.output
+
+    saved = np.load(out)
+    height, width = pi3_size(30, 40)
+    common = {"extrinsic", "intrinsic", "depth", "depth_conf", "world_points", "world_points_conf", "images"}
+    assert set(saved.files) == common | {"camera_poses", "local_points", "conf"}
+    assert saved["images"].shape == (2, 3, height, width)
+    assert saved["camera_poses"].shape == (2, 4, 4) and saved["local_points"].shape == (2, height, width, 3)
+    assert saved["conf"].shape == (2, height, width, 1)
+    np.testing.assert_allclose(saved["depth_conf"], 1 / (1 + np.exp(-saved["conf"][..., 0].astype(np.float64))), rtol=1e-6)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from bench.preprocess import PI3_PIXEL_LIMIT, PREPROCESS, pi3_size, preprocess, resize_sequence
+from bench.models import create_model
+from bench.preprocess import PI3_PIXEL_LIMIT, PREPROCESS, pi3_size, preprocess
 from datasets_adapters.sequence import Sequence
 
 
@@ -42,48 +44,44 @@ def test_bad_size_is_refused() -> None:
 
 
 def _sequence(height: int = 48, width: int = 64) -> Sequence:
-    frames = 2
+    """Two 8-bit photos (a constant one and a ramp), a depth map with a distinct value per pixel."""
     v, u = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    images = np.stack([np.full((3, height, width), 0.25, dtype=np.float32), np.stack([u / width, v / height, u * 0 + 1.0]).astype(np.float32)])
-    depth = np.stack([(1.0 + u + 100.0 * v).astype(np.float32)] * frames)  # every pixel its own value
+    ramp = np.stack([u * 255 // width, v * 255 // height, 255 - u * 255 // width]) / 255.0
+    images = np.stack([np.full((3, height, width), 64 / 255), ramp]).astype(np.float32)
+    depth = np.stack([(1.0 + u + 100.0 * v).astype(np.float32)] * 2)
     valid = depth > 0
     valid[:, :10] = False
-    k = np.array([[40.0, 0.5, 31.5], [0.0, 42.0, 23.5], [0.0, 0.0, 1.0]])
-    extrinsics = np.tile(np.eye(4)[:3], (frames, 1, 1))
-    return Sequence("synthetic", "plane", images, extrinsics, np.stack([k, k]), depth, valid)
+    k = np.array([[40.0, 0.0, 31.5], [0.0, 42.0, 23.5], [0.0, 0.0, 1.0]])
+    return Sequence("synthetic", "ramp", images, np.tile(np.eye(4)[:3], (2, 1, 1)), np.stack([k, k]), depth, valid)
 
 
-def test_pi3_mode_is_registered_and_resizes_to_the_loader_size() -> None:
+def test_pi3_mode_resizes_the_whole_image_to_the_loader_size() -> None:
     seq = _sequence()
     out = preprocess(seq, "pi3")
     assert "pi3" in PREPROCESS
-    assert out.image_size == pi3_size(48, 64) == (434, 574)
+    h, w = out.image_size
+    assert (h, w) == pi3_size(48, 64) == (434, 574)
     assert out.images.dtype == np.float32 and out.images.min() >= 0 and out.images.max() <= 1
     np.testing.assert_array_equal(out.extrinsics, seq.extrinsics)
+    # no crop, no pad: the corners of the source land on the corners of the output
+    sx, sy = w / 64, h / 48
+    expected_k = np.array([[40.0 * sx, 0.0, 32.0 * sx - 0.5], [0.0, 42.0 * sy, 24.0 * sy - 0.5], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(out.intrinsics[0], expected_k, rtol=1e-12)
+    rows, cols = np.floor((np.arange(h) + 0.5) / sy).astype(int), np.floor((np.arange(w) + 0.5) / sx).astype(int)
+    np.testing.assert_array_equal(out.depth[1], 1.0 + cols[None, :] + 100.0 * rows[:, None])
+    np.testing.assert_array_equal(out.valid[1], np.broadcast_to(rows[:, None] >= 10, (h, w)))
 
 
-def test_depth_and_valid_take_the_nearest_source_pixel() -> None:
+def test_pi3_mode_resizes_photos_with_lanczos_as_the_loader_does() -> None:
     seq = _sequence()
-    out = resize_sequence(seq, (20, 30))
-    rows, cols = np.meshgrid(np.arange(20), np.arange(30), indexing="ij")
-    src_v, src_u = np.floor((rows + 0.5) * 48 / 20).astype(int), np.floor((cols + 0.5) * 64 / 30).astype(int)
-    np.testing.assert_array_equal(out.depth[0], 1.0 + src_u + 100.0 * src_v)
-    np.testing.assert_array_equal(out.valid[0], src_v >= 10)
+    out = preprocess(seq, "pi3")
+    h, w = out.image_size
+    photo = Image.fromarray(np.round(seq.images[1] * 255).astype(np.uint8).transpose(1, 2, 0))
+    expected = np.asarray(photo.resize((w, h), Image.Resampling.LANCZOS), dtype=np.float32).transpose(2, 0, 1) / 255
+    np.testing.assert_array_equal(out.images[1], expected)
+    bicubic = np.asarray(photo.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32).transpose(2, 0, 1) / 255
+    assert not np.array_equal(out.images[1], bicubic)
 
 
-def test_intrinsics_project_a_point_to_where_its_source_pixel_moved() -> None:
-    """Scaling by s maps pixel centre u to (u + 0.5)·s − 0.5 (corners to corners)."""
-    seq = _sequence()
-    out = resize_sequence(seq, (20, 30))
-    point = np.array([0.3, -0.2, 2.0])
-    before, after = seq.intrinsics[0] @ point, out.intrinsics[0] @ point
-    before, after = before[:2] / before[2], after[:2] / after[2]
-    np.testing.assert_allclose(after, (before + 0.5) * np.array([30 / 64, 20 / 48]) - 0.5, rtol=1e-12)
-
-
-def test_images_resize_smoothly() -> None:
-    seq = _sequence()
-    out = resize_sequence(seq, (24, 32))
-    np.testing.assert_allclose(out.images[0], 0.25, atol=1e-6)  # a constant image stays constant
-    cols = (np.arange(32) + 0.5) * 2 - 0.5  # centres of the output columns in source pixels
-    np.testing.assert_allclose(out.images[1, 0, 12, 4:-4], cols[4:-4] / 64, atol=2e-3)  # a ramp stays a ramp inside the borders
+def test_pi3_is_the_default_mode_of_the_pi3_models() -> None:
+    assert create_model("pi3-tiny").preprocess_mode == "pi3"
