@@ -4,10 +4,10 @@ A mode maps a `Sequence` to a new `Sequence` whose images are what the model see
 intrinsics, depth and valid mask describe exactly those pixels.
 
 The resizing modes are each one small function from an image size to a `FrameTransform` (resize,
-then crop or pad); `ResizeMode` applies it to images (PIL bicubic for VGGT, Lanczos for pi3, as
-their official loaders do), intrinsics (the same pixel map), and depth and validity (nearest
-neighbour, so depth is never blended across an edge; padding is invalid). Pixel centres sit at
-integer coordinates: a resize by s maps x to (x + 0.5)·s − 0.5.
+then crop or pad); `ResizeMode` applies it to images (a PIL filter, as the official loaders do:
+bicubic for VGGT, Lanczos for pi3), intrinsics (the same pixel map), and depth and validity
+(nearest neighbour, so depth is never blended across an edge; padding is invalid). Pixel centres
+sit at integer coordinates: a resize by s maps x to (x + 0.5)·s − 0.5.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class FrameTransform:
 
 @dataclass(frozen=True)
 class ResizeMode:
-    """A preprocessing mode given by `plan(height, width) -> FrameTransform` and the image filter."""
+    """A preprocessing mode given by `plan(height, width) -> FrameTransform` and a PIL resampling filter."""
 
     plan: Callable[[int, int], FrameTransform]
     resample: Image.Resampling = Image.Resampling.BICUBIC
@@ -96,7 +96,7 @@ class ResizeMode:
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int], resample: Image.Resampling = Image.Resampling.BICUBIC) -> np.ndarray:
-    """(3, H, W) float in [0, 1] → (3, h, w) by a PIL filter (bicubic unless `resample` says otherwise).
+    """(3, H, W) float in [0, 1] → (3, h, w) by a PIL filter.
 
     Images that hold 8-bit values (every decoded photo) are resized as 8-bit RGB, which is
     exactly what the official loaders do; others channel by channel in float.

@@ -13,6 +13,7 @@ from bench.methods.plan import DensePlan
 from bench.models import MODELS, create_model
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
 from bench.models.vggt import VGGT, VGGT_1B, VGGT_TINY
+from tests.reference_fill import fill_model
 
 H, W = 392, 518
 
@@ -20,6 +21,14 @@ H, W = 392, 518
 @pytest.fixture(scope="module")
 def tiny():
     return create_model("vggt-tiny", weights="random", seed=0)
+
+
+@pytest.fixture(scope="module")
+def strong():
+    """Tiny VGGT with the reference fill: larger weights than a fresh init, so frames visibly interact."""
+    model = VGGT(VGGT_TINY).eval()
+    fill_model(model)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -115,25 +124,27 @@ class WithinFramePlan(DensePlan):
         return super().attend(layer, *split, layout).view(b, h, -1, d)
 
 
-def test_the_plan_controls_all_mixing_across_frames(tiny, images):
+def test_the_plan_controls_all_mixing_across_frames(strong, images):
     changed = images.clone()
     changed[2:] = torch.rand(2, 3, H, W)
     with torch.inference_mode():
-        a = tiny(images, plan=WithinFramePlan())
-        b = tiny(changed, plan=WithinFramePlan())
-        dense_a, dense_b = tiny(images), tiny(changed)
+        a = strong(images, plan=WithinFramePlan())
+        b = strong(changed, plan=WithinFramePlan())
+        dense_a, dense_b = strong(images), strong(changed)
     assert torch.equal(a["depth"][:, :2], b["depth"][:, :2])
-    assert (dense_a["depth"][:, :2] - dense_b["depth"][:, :2]).abs().max() > 1e-5
+    assert not torch.allclose(dense_a["depth"][:, :2], dense_b["depth"][:, :2], rtol=1e-3)
 
 
-def test_frame_zero_is_the_reference_and_other_frames_are_exchangeable(tiny, images, outputs):
+def test_frame_zero_is_the_reference_and_other_frames_are_exchangeable(strong, images):
     order = [0, 3, 1, 2]
     with torch.inference_mode():
-        permuted = tiny(images[order])
-        new_reference = tiny(images[[1, 0, 2, 3]])
+        outputs = strong(images)
+        permuted = strong(images[order])
+        new_reference = strong(images[[1, 0, 2, 3]])
     for key in outputs:
         torch.testing.assert_close(permuted[key], outputs[key][:, order], rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(new_reference["pose_enc"][:, 1], outputs["pose_enc"][:, 0], atol=1e-3)
+    # frame 0's special tokens differ: the same image gives another result as reference than as frame 1
+    assert not torch.allclose(new_reference["pose_enc"][:, 1], outputs["pose_enc"][:, 0], rtol=1e-2)
 
 
 def test_chunking_does_not_change_outputs(images, outputs):

@@ -139,6 +139,7 @@ class Pi3(BenchModel):
         registers = self.register_token[0].expand(batch * frames, -1, -1)  # the same for every frame
         tokens = torch.cat([registers, patches], dim=1)  # (B·S, P, dim)
         per_frame = tokens.shape[1]
+        del normalized, patches  # else full-size copies stay alive for the whole pass
 
         rope = self._rope(grid, dim // cfg.num_heads, images.device)
         layout = Layout(frames=frames, tokens_per_frame=per_frame, special_tokens=self.special_tokens, grid=grid, reference_frame=None)
@@ -185,11 +186,12 @@ class Pi3(BenchModel):
                 local_points[span] = torch.cat([xy * z, z], dim=-1)
                 conf[span] = self.conf_head(conf_tokens[:, patches].to(dtype), grid)
                 translation[span], rotation[span] = self.camera_head(camera_tokens[:, patches].to(dtype))
-        poses = hidden.new_zeros(count, 4, 4, dtype=dtype)
-        poses[:, :3, :3] = nearest_rotation(rotation)  # once, last: it synchronises on CUDA
-        poses[:, :3, 3] = translation
-        poses[:, 3, 3] = 1.0
-        points = torch.einsum("nij,nhwj->nhwi", poses[:, :3, :3], local_points) + poses[:, None, None, :3, 3]
+        with torch.autocast(device.type, enabled=False):
+            poses = hidden.new_zeros(count, 4, 4, dtype=dtype)
+            poses[:, :3, :3] = nearest_rotation(rotation)  # once, last: it synchronises on CUDA
+            poses[:, :3, 3] = translation
+            poses[:, 3, 3] = 1.0
+            points = torch.einsum("nij,nhwj->nhwi", poses[:, :3, :3], local_points) + poses[:, None, None, :3, 3]
         return {"camera_poses": poses, "local_points": local_points, "points": points, "conf": conf}
 
     def to_prediction(self, raw: dict[str, torch.Tensor]) -> Prediction:

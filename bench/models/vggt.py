@@ -109,6 +109,7 @@ class Aggregator(nn.Module):
         special = torch.cat([_per_frame(self.camera_token, batch, frames), _per_frame(self.register_token, batch, frames)], dim=1)
         tokens = torch.cat([special, patches], dim=1)  # (B·S, P, dim)
         per_frame = tokens.shape[1]
+        del patches  # else a full-size copy of the patch tokens stays alive for the whole pass
 
         rope = rope_table(grid_positions(*grid, self.special_tokens, device=images.device), dim // self.cfg.num_heads, self.cfg.rope_frequency)
         layout = Layout(frames=frames, tokens_per_frame=per_frame, special_tokens=self.special_tokens, grid=grid, reference_frame=0)
