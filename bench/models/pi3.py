@@ -130,7 +130,11 @@ class Pi3(BenchModel):
         return {name: t.unflatten(0, (batch, frames)) for name, t in outputs.items()}
 
     def _decode(self, images: torch.Tensor, grid: tuple[int, int], plan: AttentionPlan) -> torch.Tensor:
-        """Images (B, S, 3, H, W) → concat(block depth−2, block depth−1) outputs (B·S, P, 2·dim)."""
+        """Images (B, S, 3, H, W) → concat(block depth−2, block depth−1) outputs (B·S, P, 2·dim).
+
+        The residual stream stays float32 under autocast (as released); only the two kept outputs
+        are stored at the autocast width.
+        """
         batch, frames = images.shape[:2]
         cfg, dim = self.cfg, self.cfg.embed_dim
         normalized = (images.flatten(0, 1) - self.image_mean) / self.image_std
@@ -144,6 +148,9 @@ class Pi3(BenchModel):
         rope = self._rope(grid, dim // cfg.num_heads, images.device)
         layout = Layout(frames=frames, tokens_per_frame=per_frame, special_tokens=self.special_tokens, grid=grid, reference_frame=None)
         rows = chunk_rows(self.token_chunk_frames, per_frame)
+        # The heads' first layer casts its input to the autocast dtype anyway: keep it at that width.
+        device_type = images.device.type
+        kept_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else tokens.dtype
         last_two = None
         for index, block in enumerate(self.decoder):
             if index % 2 == 0:
@@ -151,7 +158,7 @@ class Pi3(BenchModel):
             else:
                 tokens = block(tokens.view(batch, frames * per_frame, dim), rope, plan_attend(plan, index // 2, layout), rows)
             if index == cfg.depth - 2:
-                last_two = tokens.new_empty(batch * frames, per_frame, 2 * dim)
+                last_two = tokens.new_empty(batch * frames, per_frame, 2 * dim, dtype=kept_dtype)
                 last_two[..., :dim] = tokens.view(batch * frames, per_frame, dim)
         last_two[..., dim:] = tokens.view(batch * frames, per_frame, dim)
         return last_two
