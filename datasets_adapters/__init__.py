@@ -3,5 +3,6 @@
 from datasets_adapters.base import DATASETS, DatasetAdapter, DatasetError
 from datasets_adapters.sampling import Sampling
 from datasets_adapters.sequence import Sequence
+from datasets_adapters import synthetic  # noqa: F401  (registers "synthetic")
 
 __all__ = ["DATASETS", "DatasetAdapter", "DatasetError", "Sampling", "Sequence"]
