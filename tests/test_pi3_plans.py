@@ -7,11 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.methods import METHODS, MethodNotApplicable, resolve_plan
+from bench.methods import MethodNotApplicable, resolve_plan
 from bench.models import create_model
 from bench.models.pi3 import Pi3
-
-pytestmark = pytest.mark.skipif("avggt" not in METHODS, reason="the attention-method presets are not on this branch yet")
 
 OUTPUTS = ("camera_poses", "local_points", "points", "conf")
 FRAMES = 4
