@@ -27,7 +27,7 @@ from bench.models.heads.pi3_camera_head import Pi3CameraHead, nearest_rotation
 from bench.models.heads.pi3_decoder import FrameDecoder, PixelShuffleHead
 from bench.models.intrinsics import intrinsics_from_local_points
 from bench.models.layers import Block, DinoVisionTransformer, RopeTable, grid_positions, rope_table
-from bench.models.runtime import check_images, chunk_rows, cuda_autocast_dtype, plan_attend
+from bench.models.runtime import check_images, chunk_rows, cuda_autocast_dtype, for_inference, plan_attend
 from bench.models.weights import build_with_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -235,9 +235,8 @@ class Pi3(BenchModel):
 
 
 def _factory(cfg: Pi3Config):
-    def build(weights: str = "random", device: str | torch.device = "cpu", seed: int = 0, **options: Any) -> Pi3:
-        model = build_with_weights(lambda: Pi3(cfg, **options), weights, seed=seed)
-        return model.to(device).eval().requires_grad_(False)
+    def build(weights: str = "random", device: str | torch.device | None = None, seed: int = 0, **options: Any) -> Pi3:
+        return for_inference(build_with_weights(lambda: Pi3(cfg, **options), weights, seed=seed), device)
 
     return build
 

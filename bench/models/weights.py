@@ -95,11 +95,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any reader failure means the same thing: not a weights file
         raise WeightsError(f"cannot read {path} as a state dict ({type(err).__name__}: {err})") from None
-    if isinstance(obj, Mapping):
-        for key in _WRAPPER_KEYS:
-            if isinstance(obj.get(key), Mapping) and len(obj) <= 4:
-                obj = obj[key]
-                break
+    if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        obj = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), obj)
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of parameter names to tensors); got {type(obj).__name__}")
     return dict(obj)
