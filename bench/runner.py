@@ -222,7 +222,9 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dic
         stage = "forward pass"
         images = torch.from_numpy(seq.images).to(cell.device)
         timing = cell.suite.timing
-        raw, measured = time_forward(lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup, timing.repeats_for(seq.num_frames))
+        raw, measured = time_forward(
+            lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup_for(seq.num_frames), timing.repeats_for(seq.num_frames)
+        )
         row.update(measured.as_row(), plan=cell.plan.describe(seq.num_frames))  # after the run: plans may record kernels used
         stage = "converting the output"
         pred, gt = metric_inputs(model.to_prediction(raw), seq)
