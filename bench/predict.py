@@ -97,7 +97,7 @@ def _parse_params(ctx: click.Context, param: click.Parameter, values: tuple[str,
 @click.option("-p", "--param", "params", multiple=True, callback=_parse_params, metavar="KEY=VALUE", help="method parameter override, e.g. -p sigma=4 -p mean=false (repeatable)")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="default: cuda when available")
 @click.option("--images", "sources", multiple=True, required=True, help="a folder of images, or image files (repeatable)")
-@click.option("--mode", default=None, help="preprocessing mode (crop, pad); default: the model's")
+@click.option("--mode", default=None, help="preprocessing mode (crop, pad, pi3); default: the model's")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="output .npz")
 def predict(model_name: str, weights: str, method: str, params: dict[str, Any], device: str | None, sources: tuple[str, ...], mode: str | None, out: Path) -> None:
     """Run a model on images and write its prediction to an .npz."""
