@@ -75,7 +75,7 @@ def read_uint16_png(path: Path) -> np.ndarray:
     arr = np.asarray(image)
     if image.mode == "I" and (arr.min(initial=0) < 0 or arr.max(initial=0) > 0xFFFF):
         raise DatasetError(f"{path}: values outside the 16-bit range")
-    return np.ascontiguousarray(arr, dtype=np.uint16)
+    return np.array(arr, dtype=np.uint16)  # a writable, native-order copy
 
 
 def read_mask_png(path: Path) -> np.ndarray:
