@@ -105,6 +105,7 @@ def save_pose(path: Path, c2w: np.ndarray) -> None:
 SCANNET_DEPTH_HW = (48, 64)
 SCANNET_COLOR_HW = (96, 128)
 SCANNET_K_DEPTH = np.array([[52.0, 0.0, 31.3], [0.0, 50.5, 24.6], [0.0, 0.0, 1.0]])
+SCANNET_TARGET = (0.1, -0.2, 0.0)
 
 
 def write_scannet_scene(root: Path, scene: str, num_frames: int = 12, invalid: tuple[int, ...] = (5,)) -> dict[int, View]:
@@ -120,7 +121,7 @@ def write_scannet_scene(root: Path, scene: str, num_frames: int = 12, invalid: t
     save_pose(d / "intrinsic" / "extrinsic_depth.txt", np.eye(4))
     views = {}
     for i, eye in enumerate(orbit_eyes(num_frames)):
-        c2w = look_at_c2w(eye, target=(0.1, -0.2, 0.0))
+        c2w = look_at_c2w(eye, target=SCANNET_TARGET)
         view = render_opencv(c2w, SCANNET_K_DEPTH, SCANNET_DEPTH_HW)
         views[i] = view
         save_rgb(d / "color" / f"{i}.jpg", view.rgb, (SCANNET_COLOR_HW[1], SCANNET_COLOR_HW[0]))
@@ -293,3 +294,20 @@ def project(seq, i: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cam = points @ seq.extrinsics[i][:, :3].T + seq.extrinsics[i][:, 3]
     pix = cam @ seq.intrinsics[i].T
     return pix[:, :2] / pix[:, 2:3], cam[:, 2]
+
+
+def check_seen_from(seq, j: int, points: np.ndarray, c2w: np.ndarray, k: np.ndarray) -> tuple[float, float]:
+    """Project world `points` into frame j with the adapter's cameras and ray-cast the true scene
+    through the same (sub-pixel) positions with the true camera `c2w`, `k`.
+
+    Each point lies on the scene, so the first hit along its ray is the point itself or an occluder
+    in front of it, never a surface behind it (up to grazing rays at the sphere's rim). Returns the
+    fractions of in-view points (seen unoccluded, landing in front of the visible surface).
+    """
+    h, w = seq.image_size
+    uv, z = project(seq, j, points)
+    inside = (uv[:, 0] > -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < h - 0.5) & (z > 0)
+    uv, z = uv[inside], z[inside]
+    dirs_cam = np.stack([(uv[:, 0] - k[0, 2]) / k[0, 0], (uv[:, 1] - k[1, 2]) / k[1, 1], np.ones(len(uv))], axis=-1)
+    t = raycast(c2w[:3, 3], dirs_cam @ c2w[:3, :3].T)
+    return float(np.mean(np.abs(t - z) < 1e-2)), float(np.mean(t > z + 1e-2))
