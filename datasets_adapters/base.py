@@ -88,6 +88,25 @@ class ScannedAdapter(DatasetAdapter):
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: missing folder (the {self.name} root)")
         self._inventories: dict[str, SceneInventory] = {}
+        self._notes: list[str] = []
+
+    def notes(self) -> list[str]:
+        return list(self._notes)
+
+    def _long_enough(self, scenes: list[str], min_frames: int) -> list[str]:
+        """`scenes` without those that have fewer than `min_frames` usable frames (noted for check-data).
+
+        Scenes with missing files stay, so that running or checking them reports the missing files.
+        """
+        if min_frames <= 1:
+            return scenes
+        kept = [s for s in scenes if self.inventory(s).missing or len(self.inventory(s).frames) >= min_frames]
+        if len(kept) < len(scenes):
+            short = [s for s in scenes if s not in kept]
+            note = f"{len(short)} scene(s) with fewer than min_frames={min_frames} usable frames left out: {', '.join(short)}"
+            if note not in self._notes:
+                self._notes.append(note)
+        return kept
 
     @abstractmethod
     def scan(self, scene: str) -> SceneInventory:

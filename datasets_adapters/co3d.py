@@ -135,7 +135,6 @@ class Co3dAdapter(ScannedAdapter):
         self.subset, self.split, self.workers = subset, split, workers
         self.min_frames, self.min_quality, self.max_translation = min_frames, min_quality, max_translation
         self._sequences: dict[str, dict[str, list[Co3dFrame]]] = {}  # category → sequence → frames
-        self._notes: list[str] = []
 
     def scenes(self) -> list[str]:
         if self.categories == "all":
@@ -145,9 +144,6 @@ class Co3dAdapter(ScannedAdapter):
         else:
             names = list(self.categories)
         return [f"{category}/{seq}" for category in names for seq in sorted(self._category(category))]
-
-    def notes(self) -> list[str]:
-        return list(self._notes)
 
     def _category(self, category: str) -> dict[str, list[Co3dFrame]]:
         if category not in self._sequences:

@@ -13,7 +13,8 @@ intrinsic_color scaled to that size.
 Protocols: the pose subset of MonST3R/CUT3R/π³ is scenes scene0707_00..scene0806_00 with the
 first 90 frames at stride 3 (`first_scene`/`last_scene` + sampling stride 3, 90 frames; the
 published subset indexes raw frames, which is the same wherever those frames have valid poses);
-FastVGGT's ScanNet-50 is `spread_scenes: 50` (scenes at even stride through the sorted list).
+FastVGGT's ScanNet-50 is `spread_scenes: 50` (scenes at even stride through the sorted list);
+`min_frames` then leaves out scenes too short for the largest frame count asked for.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ScanNetAdapter(ScannedAdapter):
         first_scene: str | None = None,
         last_scene: str | None = None,
         spread_scenes: int | None = None,
+        min_frames: int = 1,
         workers: int | None = None,
     ) -> None:
         if intrinsics not in INTRINSICS:
@@ -61,9 +63,10 @@ class ScanNetAdapter(ScannedAdapter):
         if spread_scenes is not None and spread_scenes < 1:
             raise DatasetError(f"scannet option spread_scenes={spread_scenes}: must be >= 1")
         super().__init__(
-            root, intrinsics=intrinsics, first_scene=first_scene, last_scene=last_scene, spread_scenes=spread_scenes, workers=workers
-        )
-        self.intrinsics_source, self.workers = intrinsics, workers
+            root, intrinsics=intrinsics, first_scene=first_scene, last_scene=last_scene, spread_scenes=spread_scenes,
+            min_frames=min_frames, workers=workers,
+        )  # fmt: skip
+        self.intrinsics_source, self.min_frames, self.workers = intrinsics, min_frames, workers
         self.first_scene, self.last_scene, self.spread_scenes = first_scene, last_scene, spread_scenes
 
     def scenes(self) -> list[str]:
@@ -75,7 +78,7 @@ class ScanNetAdapter(ScannedAdapter):
             names = names[:: max(1, len(names) // self.spread_scenes)][: self.spread_scenes]
         if not names:
             raise DatasetError(f"{self.root}: no ScanNet scenes between {self.first_scene} and {self.last_scene}")
-        return names
+        return self._long_enough(names, self.min_frames)
 
     def scan(self, scene: str) -> SceneInventory:
         scene_dir = self.root / scene

@@ -56,7 +56,6 @@ class SevenScenesAdapter(ScannedAdapter):
         self.split, self.min_frames, self.workers = split, min_frames, workers
         self.depth_suffix, focal = DEPTH_FILES[depth]
         self.intrinsics = np.array([[focal, 0.0, 320.0], [0.0, focal, 240.0], [0.0, 0.0, 1.0]])
-        self._short: list[str] = []
 
     def scenes(self) -> list[str]:
         scene_dirs = sorted(d for d in self.root.iterdir() if d.is_dir() and any((d / f).is_file() for f in SPLITS["all"]))
@@ -65,16 +64,7 @@ class SevenScenesAdapter(ScannedAdapter):
                 f"{self.root}: no 7-Scenes scene folders (expected <root>/<scene>/TestSplit.txt and seq-NN/ folders)"
             )
         names = [f"{d.name}/seq-{n:02d}" for d in scene_dirs for n in self._split_sequences(d)]
-        if self.min_frames <= 1:
-            return names
-        kept = [s for s in names if len(self.inventory(s).frames) >= self.min_frames or self.inventory(s).missing]
-        self._short = sorted(set(names) - set(kept))
-        return kept
-
-    def notes(self) -> list[str]:
-        if not self._short:
-            return []
-        return [f"{len(self._short)} sequences with fewer than min_frames={self.min_frames} usable frames left out: {', '.join(self._short)}"]
+        return self._long_enough(names, self.min_frames)
 
     def _split_sequences(self, scene_dir: Path) -> list[int]:
         numbers: list[int] = []

@@ -82,6 +82,9 @@ def test_scene_range_and_spread(scannet):
     assert adapter(root).scenes() == SCENES
     assert adapter(root, first_scene="scene0707_00", last_scene="scene0806_00").scenes() == SCENES[1:6]
     assert adapter(root, spread_scenes=3).scenes() == ["scene0706_00", "scene0708_00", "scene0709_00"]
+    short = adapter(root, min_frames=4)
+    assert short.scenes() == short.scenes() == ["scene0707_00"]
+    assert short.notes() == [f"6 scene(s) with fewer than min_frames=4 usable frames left out: {', '.join(s for s in SCENES if s != 'scene0707_00')}"]
     with pytest.raises(DatasetError, match="no ScanNet scenes between scene0900_00 and None"):
         adapter(root, first_scene="scene0900_00").scenes()
 
