@@ -64,7 +64,10 @@ def read_rgb(path: Path, size_hw: tuple[int, int] | None = None) -> np.ndarray:
     image = _open_image(path).convert("RGB")
     if size_hw is not None and image.size != (size_hw[1], size_hw[0]):
         image = image.resize((size_hw[1], size_hw[0]), Image.Resampling.BICUBIC)
-    return np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    hwc = np.asarray(image)
+    chw = np.empty((3,) + hwc.shape[:2], dtype=np.float32)  # one pass, straight into channel-first order
+    np.divide(hwc.transpose(2, 0, 1), np.float32(255.0), out=chw)
+    return chw
 
 
 def read_uint16_png(path: Path) -> np.ndarray:
@@ -125,8 +128,9 @@ def stack_frames(
 ) -> tuple[np.ndarray, ...]:
     """Call `read(i)` for every frame on a thread pool and stack each returned array over frames.
 
-    Output arrays are allocated once from the first frame's shapes (1000 frames of 640×480 float32
-    are 3.7 GB: no second copy). `labels[i]` names frame i in the error when its shapes differ.
+    Output arrays are allocated once from the first frame's shapes and each frame is written into
+    its slot as soon as it is read (1000 frames of 640×480 float32 are 3.7 GB: no second copy, no
+    queue of decoded frames). `labels[i]` names frame i in the error when its shapes differ.
     """
     first = read(0)
     out = tuple(np.empty((len(labels),) + a.shape, dtype=a.dtype) for a in first)
@@ -142,6 +146,6 @@ def stack_frames(
 
     put(0, first)
     with ThreadPoolExecutor(max_workers=max(1, workers or default_workers())) as pool:
-        for i, arrays in zip(range(1, len(labels)), pool.map(read, range(1, len(labels)))):
-            put(i, arrays)
+        for _ in pool.map(lambda i: put(i, read(i)), range(1, len(labels))):  # each worker fills its own slot
+            pass
     return out

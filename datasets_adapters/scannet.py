@@ -108,8 +108,7 @@ class ScanNetAdapter(ScannedAdapter):
 
     def load_frames(self, scene: str, frame_ids: list[str]) -> Sequence:
         scene_dir = require_dir(self.root / scene, "a ScanNet scene")
-        k_file = self._intrinsics_file(scene)
-        k_native = read_matrix(k_file, (4, 4))[:3, :3]
+        k_native = read_matrix(self._intrinsics_file(scene), (4, 4))[:3, :3]
 
         def read(i: int) -> tuple[np.ndarray, ...]:
             color_path = scene_dir / f"color/{frame_ids[i]}.jpg"

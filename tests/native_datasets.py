@@ -30,7 +30,7 @@ def raycast(origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         t_sphere = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / a, np.inf)
         t_sphere = np.where(t_sphere > 0, t_sphere, np.inf)
         t_floor = (FLOOR_Y - origin[1]) / dirs[..., 1]
-    hit = origin + t_floor[..., None] * dirs
+        hit = origin + t_floor[..., None] * dirs
     on_floor = (t_floor > 0) & (np.abs(hit[..., 0]) < FLOOR_HALF) & (np.abs(hit[..., 2]) < FLOOR_HALF)
     return np.minimum(t_sphere, np.where(on_floor, t_floor, np.inf))
 
@@ -311,3 +311,49 @@ def check_seen_from(seq, j: int, points: np.ndarray, c2w: np.ndarray, k: np.ndar
     dirs_cam = np.stack([(uv[:, 0] - k[0, 2]) / k[0, 0], (uv[:, 1] - k[1, 2]) / k[1, 1], np.ones(len(uv))], axis=-1)
     t = raycast(c2w[:3, 3], dirs_cam @ c2w[:3, :3].T)
     return float(np.mean(np.abs(t - z) < 1e-2)), float(np.mean(t > z + 1e-2))
+
+
+# --------------------------------------------------------------------------- listings
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def list_scannet_scene(root: Path, scene: str, num_frames: int) -> None:
+    """The export layout with real poses and intrinsics but empty image files: enough to list frames, not to load them."""
+    for name in ("intrinsic_depth", "intrinsic_color"):
+        save_pose(root / scene / "intrinsic" / f"{name}.txt", np.eye(4))
+    for i, eye in enumerate(orbit_eyes(num_frames)):
+        _touch(root / scene / "color" / f"{i}.jpg")
+        _touch(root / scene / "depth" / f"{i}.png")
+        save_pose(root / scene / "pose" / f"{i}.txt", look_at_c2w(eye))
+
+
+def list_seven_scenes_sequence(root: Path, scene: str, seq: int, num_frames: int) -> None:
+    """A seq-NN folder with real poses and empty image files."""
+    d = root / scene / f"seq-{seq:02d}"
+    for i, eye in enumerate(orbit_eyes(num_frames)):
+        _touch(d / f"frame-{i:06d}.color.png")
+        _touch(d / f"frame-{i:06d}.depth.proj.png")
+        save_pose(d / f"frame-{i:06d}.pose.txt", look_at_c2w(eye))
+
+
+def list_co3d_category(root: Path, category: str, frames_per_sequence: dict[str, int], subset: str = "fewview_dev") -> None:
+    """Annotations and a set list (all frames in `test`) with real cameras, and empty image files."""
+    frames_json, set_list = [], {"train": [], "val": [], "test": []}
+    for name, count in frames_per_sequence.items():
+        for number, eye in enumerate(orbit_eyes(count), start=1):
+            cam = p3d_look_at(eye, "ndc_isotropic")
+            image_path = f"{category}/{name}/images/frame{number:06d}.jpg"
+            _touch(root / image_path)
+            viewpoint = {"R": cam.R.tolist(), "T": cam.T.tolist(), "focal_length": cam.focal.tolist(), "principal_point": cam.principal.tolist(), "intrinsics_format": cam.fmt}
+            frames_json.append({"sequence_name": name, "frame_number": number, "image": {"path": image_path, "size": list(CO3D_HW)}, "viewpoint": viewpoint})
+            set_list["test"].append([name, number, image_path])
+    seqs_json = [{"sequence_name": name, "category": category, "viewpoint_quality_score": 0.9} for name in frames_per_sequence]
+    (root / category / "set_lists").mkdir(parents=True, exist_ok=True)
+    for filename, data in (("frame_annotations.jgz", frames_json), ("sequence_annotations.jgz", seqs_json)):
+        with gzip.open(root / category / filename, "wt", encoding="utf-8") as f:
+            json.dump(data, f)
+    (root / category / "set_lists" / f"set_lists_{subset}.json").write_text(json.dumps(set_list))
