@@ -50,7 +50,7 @@ def cells(entry: dict, roots: dict[str, Path]) -> dict[str, list[list[str]]]:
 def entries(suite: str) -> dict[str, dict]:
     data = yaml.safe_load((SUITES / f"{suite}.yaml").read_text())
     assert data["name"] == suite
-    return {entry["name"]: entry for entry in data["datasets"]}
+    return {entry.get("label", entry["name"]): entry for entry in data["datasets"]}
 
 
 def test_sparse_co3d_is_the_pose_protocol(roots):
@@ -63,10 +63,10 @@ def test_sparse_co3d_is_the_pose_protocol(roots):
     assert cells(entry, roots) == got, "seeded"
 
 
-def test_sparse_seven_scenes_takes_every_200th_frame_of_the_test_sequences(roots):
-    got = cells(entries("sparse")["7scenes"], roots)
-    keyframes = [f"{i:06d}" for i in range(0, 1000, 200)]
-    assert got == {"chess/seq-03": [keyframes], "stairs/seq-01": [keyframes[:3]]}
+@pytest.mark.parametrize("label, stride", [("7scenes", 200), ("7scenes-kf40", 40)])
+def test_sparse_seven_scenes_takes_keyframes_of_the_test_sequences(roots, label, stride):
+    got = cells(entries("sparse")[label], roots)
+    assert got == {"chess/seq-03": [[f"{i:06d}" for i in range(0, 1000, stride)]], "stairs/seq-01": [[f"{i:06d}" for i in range(0, 500, stride)]]}
 
 
 def test_sparse_scannet_takes_the_first_90_frames_at_stride_3(roots):
