@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from datasets_adapters import DATASETS, DatasetError, Sampling
 from datasets_adapters.co3d import opencv_camera
@@ -185,3 +186,9 @@ def test_missing_image_is_reported_by_the_inventory(small_co3d):
     assert a.inventory("apple/110_13051_23361").missing == [str(small_co3d / "apple/110_13051_23361/images/frame000004.jpg")]
     with pytest.raises(DatasetError, match=r"images/frame000004\.jpg: missing; run `avggt-bench check-data co3d"):
         a.frame_ids("apple/110_13051_23361")
+
+
+def test_image_size_disagreeing_with_the_annotation_is_named(small_co3d):
+    Image.new("RGB", (32, 24)).save(small_co3d / "apple/110_13051_23361/images/frame000003.jpg")
+    with pytest.raises(DatasetError, match=r"images/frame000003\.jpg: image is 32x24, frame_annotations\.jgz says 64x48"):
+        adapter(small_co3d).load_frames("apple/110_13051_23361", ["3"])

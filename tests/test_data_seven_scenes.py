@@ -82,11 +82,18 @@ def test_geometry_65535_and_intrinsics(seven, depth):
 # ------------------------------------------------------------------- bad input
 
 
+@pytest.fixture(scope="module")
+def small_template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("7scenes_small")
+    write_seven_scenes_splits(root, "chess", test=[3], train=[])
+    write_seven_scenes_sequence(root, "chess", 3, num_frames=2)
+    return root
+
+
 @pytest.fixture
-def small(tmp_path):
-    write_seven_scenes_splits(tmp_path, "chess", test=[3], train=[])
-    write_seven_scenes_sequence(tmp_path, "chess", 3, num_frames=2)
-    return tmp_path
+def small(small_template, tmp_path):
+    """A fresh copy per test, for tests that break it."""
+    return shutil.copytree(small_template, tmp_path / "7scenes")
 
 
 def test_depth_colour_size_mismatch_names_the_depth_file(small):
@@ -143,3 +150,9 @@ def test_bad_options_are_rejected(small):
         adapter(small, depth="registered")
     with pytest.raises(DatasetError, match="split='val'"):
         adapter(small, split="val")
+
+
+def test_8_bit_depth_png_is_rejected(small):
+    Image.new("L", (640, 480)).save(small / "chess/seq-03/frame-000000.depth.proj.png")
+    with pytest.raises(DatasetError, match=r"frame-000000\.depth\.proj\.png: expected a 16-bit single-channel PNG, got PIL mode 'L'"):
+        adapter(small).load_frames("chess/seq-03", ["000000"])
