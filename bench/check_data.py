@@ -33,7 +33,10 @@ def _parse_frames(value: str) -> int | None:
 @click.command("check-data")
 @click.argument("dataset")
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Adapter option as in a suite's `options:` (value read as YAML), e.g. -o categories=[apple,bench].")
+@click.option(
+    "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+    help="Adapter option as in a suite's `options:` (value read as YAML), e.g. -o categories=[apple,bench].",
+)  # fmt: skip
 @click.option("--frames", default="1", show_default=True, help="Frames per scene to decode fully (evenly spread), or 'all'.")
 @click.option("--scene", "scenes", multiple=True, help="Check only these scenes (repeatable).")
 def check_data(dataset: str, root: Path, options: tuple[str, ...], frames: str, scenes: tuple[str, ...]) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from datasets_adapters.base import DATASETS, DatasetError, ScannedAdapter, SceneInventory
-from datasets_adapters.io import read_json, read_mask_png, read_rgb, read_uint16_png, require_dir, require_file, stack_frames
+from datasets_adapters.io import read_json, read_mask_png, read_rgb, read_uint16_png, require_dir, require_file, stack_frames, wxh
 from datasets_adapters.sequence import Sequence
 
 INTRINSICS_FORMATS = ("ndc_isotropic", "ndc_norm_image_bounds")
@@ -226,31 +226,32 @@ class Co3dAdapter(ScannedAdapter):
         path = self.root / frame.depth
         depth = read_uint16_png(path).view(np.float16).astype(np.float32) * np.float32(frame.depth_scale)
         if depth.shape != frame.size_hw:
-            raise DatasetError(f"{path}: depth is {depth.shape[1]}x{depth.shape[0]}, the image {Path(frame.image).name} is {frame.size_hw[1]}x{frame.size_hw[0]}")
+            raise DatasetError(f"{path}: depth is {wxh(depth.shape)}, the image {Path(frame.image).name} is {wxh(frame.size_hw)}")
         depth[~np.isfinite(depth) | (depth < 0)] = 0.0
         if frame.depth_mask is not None:
             mask_path = self.root / frame.depth_mask
             mask = read_mask_png(mask_path)
             if mask.shape != depth.shape:
-                raise DatasetError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, the depth map is {depth.shape[1]}x{depth.shape[0]}")
+                raise DatasetError(f"{mask_path}: mask is {wxh(mask.shape)}, the depth map is {wxh(depth.shape)}")
             depth[~mask] = 0.0
         return depth
 
     def load_frames(self, scene: str, frame_ids: list[str]) -> Sequence:
         by_id = self._frames(scene)
+        unknown = [i for i in frame_ids if i not in by_id]
+        if unknown:
+            raise DatasetError(f"co3d/{scene}: no frames {unknown} in the selected set list split")
+        without_camera = [i for i in frame_ids if by_id[i].extrinsics is None]
+        if without_camera:
+            raise DatasetError(f"co3d/{scene}: frames {without_camera} have no valid viewpoint in frame_annotations.jgz")
         frames = [by_id[i] for i in frame_ids]
-        if any(f.extrinsics is None for f in frames):
-            raise DatasetError(f"co3d/{scene}: frames without a valid viewpoint asked for: {[i for i, f in zip(frame_ids, frames) if f.extrinsics is None]}")
 
         def read(i: int) -> tuple[np.ndarray, ...]:
             frame = frames[i]
             path = self.root / frame.image
             image = read_rgb(path)
             if image.shape[1:] != frame.size_hw:
-                raise DatasetError(
-                    f"{path}: image is {image.shape[2]}x{image.shape[1]}, frame_annotations.jgz says "
-                    f"{frame.size_hw[1]}x{frame.size_hw[0]} (the intrinsics depend on it)"
-                )
+                raise DatasetError(f"{path}: image is {wxh(image.shape[1:])}, frame_annotations.jgz says {wxh(frame.size_hw)} (K depends on it)")
             return image, self._read_depth(frame), frame.extrinsics, frame.intrinsics
 
         images, depth, extrinsics, intrinsics = stack_frames([str(self.root / f.image) for f in frames], read, self.workers)

@@ -23,6 +23,11 @@ from datasets_adapters.base import DatasetError
 _UINT16_MODES = ("I;16", "I;16L", "I;16B", "I")
 
 
+def wxh(shape_hw: tuple[int, ...]) -> str:
+    """An (H, W, ...) shape as "WxH", the way image sizes are usually written."""
+    return f"{shape_hw[1]}x{shape_hw[0]}"
+
+
 def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise DatasetError(f"{path}: missing folder ({what})")
@@ -136,7 +141,7 @@ def stack_frames(
     out = tuple(np.empty((len(labels),) + a.shape, dtype=a.dtype) for a in first)
 
     def put(i: int, arrays: tuple[np.ndarray, ...]) -> None:
-        for dst, src, ref in zip(out, arrays, first):
+        for dst, src, ref in zip(out, arrays, first, strict=True):
             if src.shape != ref.shape:
                 raise DatasetError(
                     f"{labels[i]}: shape {src.shape} differs from {ref.shape} of the first frame ({labels[0]}); "

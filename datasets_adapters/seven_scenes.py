@@ -21,7 +21,7 @@ import numpy as np
 
 from datasets_adapters.base import DATASETS, DatasetError, ScannedAdapter, SceneInventory
 from datasets_adapters.cameras import is_finite_pose, w2c_from_c2w
-from datasets_adapters.io import image_size, read_matrix, read_rgb, read_uint16_png, require_dir, stack_frames
+from datasets_adapters.io import image_size, read_matrix, read_rgb, read_uint16_png, require_dir, stack_frames, wxh
 from datasets_adapters.sequence import Sequence
 
 IMAGE_HW = (480, 640)
@@ -110,10 +110,10 @@ class SevenScenesAdapter(ScannedAdapter):
             pose_path = self._path(scene, frame_ids[i], "pose.txt")
             h, w = image_size(color)
             if (h, w) != IMAGE_HW:
-                raise DatasetError(f"{color}: image is {w}x{h}, 7-Scenes frames are 640x480 (the fixed intrinsics describe that size)")
+                raise DatasetError(f"{color}: image is {wxh((h, w))}, 7-Scenes frames are 640x480 (the fixed intrinsics describe that size)")
             raw = read_uint16_png(depth_path)
             if raw.shape != IMAGE_HW:
-                raise DatasetError(f"{depth_path}: depth is {raw.shape[1]}x{raw.shape[0]}, the colour image {color.name} is 640x480")
+                raise DatasetError(f"{depth_path}: depth is {wxh(raw.shape)}, the colour image {color.name} is 640x480")
             depth = np.where(raw == INVALID_DEPTH, 0, raw).astype(np.float32) / 1000.0
             w2c = w2c_from_c2w(read_matrix(pose_path, (4, 4)), pose_path)
             return read_rgb(color), depth, w2c

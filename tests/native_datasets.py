@@ -348,7 +348,10 @@ def list_co3d_category(root: Path, category: str, frames_per_sequence: dict[str,
             cam = p3d_look_at(eye, "ndc_isotropic")
             image_path = f"{category}/{name}/images/frame{number:06d}.jpg"
             _touch(root / image_path)
-            viewpoint = {"R": cam.R.tolist(), "T": cam.T.tolist(), "focal_length": cam.focal.tolist(), "principal_point": cam.principal.tolist(), "intrinsics_format": cam.fmt}
+            viewpoint = {
+                "R": cam.R.tolist(), "T": cam.T.tolist(), "focal_length": cam.focal.tolist(),
+                "principal_point": cam.principal.tolist(), "intrinsics_format": cam.fmt,
+            }  # fmt: skip
             frames_json.append({"sequence_name": name, "frame_number": number, "image": {"path": image_path, "size": list(CO3D_HW)}, "viewpoint": viewpoint})
             set_list["test"].append([name, number, image_path])
     seqs_json = [{"sequence_name": name, "category": category, "viewpoint_quality_score": 0.9} for name in frames_per_sequence]
