@@ -93,8 +93,8 @@ def save_rgb(path: Path, rgb: np.ndarray, size_wh: tuple[int, int] | None = None
     image.save(path, quality=95) if path.suffix == ".jpg" else image.save(path)
 
 
-def save_pose(path: Path, c2w: np.ndarray) -> None:
-    """4×4 text as the datasets write it: scientific notation, tab separated, trailing tab."""
+def save_matrix(path: Path, c2w: np.ndarray) -> None:
+    """A 4×4 matrix as text the way the datasets write poses: scientific notation, tab separated, trailing tab."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join("\t".join(f"{x:.7e}" for x in row) + "\t\n" for row in c2w))
 
@@ -117,8 +117,8 @@ def write_scannet_scene(root: Path, scene: str, num_frames: int = 12, invalid: t
     for name, k in (("intrinsic_depth", SCANNET_K_DEPTH), ("intrinsic_color", k_color)):
         k4 = np.eye(4)
         k4[:3, :3] = k
-        save_pose(d / "intrinsic" / f"{name}.txt", k4)
-    save_pose(d / "intrinsic" / "extrinsic_depth.txt", np.eye(4))
+        save_matrix(d / "intrinsic" / f"{name}.txt", k4)
+    save_matrix(d / "intrinsic" / "extrinsic_depth.txt", np.eye(4))
     views = {}
     for i, eye in enumerate(orbit_eyes(num_frames)):
         c2w = look_at_c2w(eye, target=SCANNET_TARGET)
@@ -126,7 +126,7 @@ def write_scannet_scene(root: Path, scene: str, num_frames: int = 12, invalid: t
         views[i] = view
         save_rgb(d / "color" / f"{i}.jpg", view.rgb, (SCANNET_COLOR_HW[1], SCANNET_COLOR_HW[0]))
         save_uint16_png(d / "depth" / f"{i}.png", np.round(view.depth * 1000.0))
-        save_pose(d / "pose" / f"{i}.txt", np.full((4, 4), -np.inf) if i in invalid else c2w)
+        save_matrix(d / "pose" / f"{i}.txt", np.full((4, 4), -np.inf) if i in invalid else c2w)
     return views
 
 
@@ -152,7 +152,7 @@ def write_seven_scenes_sequence(root: Path, scene: str, seq: int, num_frames: in
             views[kind][i] = view
             save_uint16_png(d / f"frame-{i:06d}.{suffix}", np.where(view.depth > 0, np.round(view.depth * 1000.0), 65535))
         save_rgb(d / f"frame-{i:06d}.color.png", views["proj"][i].rgb)
-        save_pose(d / f"frame-{i:06d}.pose.txt", np.full((4, 4), -np.inf) if i in invalid else c2w)
+        save_matrix(d / f"frame-{i:06d}.pose.txt", np.full((4, 4), -np.inf) if i in invalid else c2w)
     return views
 
 
@@ -324,11 +324,11 @@ def _touch(path: Path) -> None:
 def list_scannet_scene(root: Path, scene: str, num_frames: int) -> None:
     """The export layout with real poses and intrinsics but empty image files: enough to list frames, not to load them."""
     for name in ("intrinsic_depth", "intrinsic_color"):
-        save_pose(root / scene / "intrinsic" / f"{name}.txt", np.eye(4))
+        save_matrix(root / scene / "intrinsic" / f"{name}.txt", np.eye(4))
     for i, eye in enumerate(orbit_eyes(num_frames)):
         _touch(root / scene / "color" / f"{i}.jpg")
         _touch(root / scene / "depth" / f"{i}.png")
-        save_pose(root / scene / "pose" / f"{i}.txt", look_at_c2w(eye))
+        save_matrix(root / scene / "pose" / f"{i}.txt", look_at_c2w(eye))
 
 
 def list_seven_scenes_sequence(root: Path, scene: str, seq: int, num_frames: int) -> None:
@@ -337,7 +337,7 @@ def list_seven_scenes_sequence(root: Path, scene: str, seq: int, num_frames: int
     for i, eye in enumerate(orbit_eyes(num_frames)):
         _touch(d / f"frame-{i:06d}.color.png")
         _touch(d / f"frame-{i:06d}.depth.proj.png")
-        save_pose(d / f"frame-{i:06d}.pose.txt", look_at_c2w(eye))
+        save_matrix(d / f"frame-{i:06d}.pose.txt", look_at_c2w(eye))
 
 
 def list_co3d_category(root: Path, category: str, frames_per_sequence: dict[str, int], subset: str = "fewview_dev") -> None:

@@ -15,7 +15,7 @@ from tests.native_datasets import (
     check_seen_from,
     look_at_c2w,
     orbit_eyes,
-    save_pose,
+    save_matrix,
     save_rgb,
     save_uint16_png,
     unproject,
@@ -121,7 +121,7 @@ def test_malformed_pose_file_is_named(scene):
     (scene / "scene0707_00/pose/3.txt").write_text("1 0 0 0\n0 1 0 0\n0 0 1 x\n0 0 0 1\n")
     with pytest.raises(DatasetError, match=r"pose/3\.txt: malformed matrix"):
         adapter(scene).frame_ids("scene0707_00")
-    save_pose(scene / "scene0707_00/pose/3.txt", np.diag([2.0, 1.0, 1.0, 1.0]))
+    save_matrix(scene / "scene0707_00/pose/3.txt", np.diag([2.0, 1.0, 1.0, 1.0]))
     with pytest.raises(DatasetError, match=r"pose/3\.txt: malformed pose, the 3x3 block is not a rotation"):
         adapter(scene).load_frames("scene0707_00", ["3"])
 

@@ -15,7 +15,7 @@ from tests.native_datasets import (
     check_seen_from,
     look_at_c2w,
     orbit_eyes,
-    save_pose,
+    save_matrix,
     save_uint16_png,
     seven_scenes_k,
     unproject,
@@ -106,7 +106,7 @@ def test_malformed_pose_file_is_named(small):
     (small / "chess/seq-03/frame-000001.pose.txt").write_text("1 0 0 0\n0 1 0 0\n")
     with pytest.raises(DatasetError, match=r"frame-000001\.pose\.txt: malformed matrix, expected 4x4 = 16 numbers, found 8"):
         adapter(small).frame_ids("chess/seq-03")
-    save_pose(small / "chess/seq-03/frame-000001.pose.txt", np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]))
+    save_matrix(small / "chess/seq-03/frame-000001.pose.txt", np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]))
     with pytest.raises(DatasetError, match=r"frame-000001\.pose\.txt: malformed pose, last row"):
         adapter(small).load_frames("chess/seq-03", ["000001"])
 
