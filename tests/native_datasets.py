@@ -93,10 +93,10 @@ def save_rgb(path: Path, rgb: np.ndarray, size_wh: tuple[int, int] | None = None
     image.save(path, quality=95) if path.suffix == ".jpg" else image.save(path)
 
 
-def save_matrix(path: Path, c2w: np.ndarray) -> None:
+def save_matrix(path: Path, matrix: np.ndarray) -> None:
     """A 4×4 matrix as text the way the datasets write poses: scientific notation, tab separated, trailing tab."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join("\t".join(f"{x:.7e}" for x in row) + "\t\n" for row in c2w))
+    path.write_text("".join("\t".join(f"{x:.7e}" for x in row) + "\t\n" for row in matrix))
 
 
 # --------------------------------------------------------------------------- ScanNet
