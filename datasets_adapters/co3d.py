@@ -144,20 +144,28 @@ class Co3dAdapter(ScannedAdapter):
         return self._sequences[category]
 
     def _index_category(self, category: str) -> dict[str, list[Co3dFrame]]:
-        """The category's sequences that pass the protocol filters, each with its selected frames."""
+        """The category's sequences that pass the protocol filters, each with its set-list frames in order."""
         cat_dir = require_dir(self.root / category, f"CO3D category {category!r}")
         frame_file = require_file(cat_dir / "frame_annotations.jgz", "CO3D frame annotations")
         seq_file = require_file(cat_dir / "sequence_annotations.jgz", "CO3D sequence annotations")
+        set_file = cat_dir / "set_lists" / f"set_lists_{self.subset}.json"
+        wanted = None if self.subset is None else self._set_list(set_file)
         frames: dict[str, dict[int, Co3dFrame]] = {}
         for entry in self._json_list(frame_file):
-            seq, frame = _parse_frame(entry, frame_file)
-            frames.setdefault(seq, {})[frame.number] = frame
-        selected = self._select_frames(cat_dir, frames)
+            if not isinstance(entry, dict):
+                raise DatasetError(f"{frame_file}: expected annotation objects, found {type(entry).__name__} {entry!r:.40}")
+            if wanted is None or (entry.get("sequence_name"), entry.get("frame_number")) in wanted:  # convert only what is used
+                seq, frame = _parse_frame(entry, frame_file)
+                frames.setdefault(seq, {})[frame.number] = frame
+        for seq, number in wanted or ():
+            if number not in frames.get(seq, {}):
+                raise DatasetError(f"{set_file}: frame {number} of sequence {seq} is not in {frame_file}")
         quality = {str(s.get("sequence_name")): s.get("viewpoint_quality_score") for s in self._json_list(seq_file) if isinstance(s, dict)}
 
         dropped: Counter[str] = Counter()
         kept: dict[str, list[Co3dFrame]] = {}
-        for seq, seq_frames in selected.items():
+        for seq, by_number in frames.items():
+            seq_frames = [by_number[n] for n in sorted(by_number)]
             score = quality.get(seq)
             if self.min_quality is not None and (score is None or not score > self.min_quality):
                 dropped[f"viewpoint_quality_score <= {self.min_quality}"] += 1
@@ -169,28 +177,19 @@ class Co3dAdapter(ScannedAdapter):
                 kept[seq] = seq_frames
         if dropped:
             reasons = ", ".join(f"{n} for {why}" for why, n in dropped.items())
-            self._notes.append(f"{category}: {len(kept)} of {len(selected)} sequences kept ({reasons})")
+            self._notes.append(f"{category}: {len(kept)} of {len(frames)} sequences kept ({reasons})")
         return kept
 
-    def _select_frames(self, cat_dir: Path, frames: dict[str, dict[int, Co3dFrame]]) -> dict[str, list[Co3dFrame]]:
-        """Frames of each sequence in the chosen set list split (all frames without a subset), by frame number."""
-        if self.subset is None:
-            return {seq: [by_number[n] for n in sorted(by_number)] for seq, by_number in frames.items()}
-        set_file = cat_dir / "set_lists" / f"set_lists_{self.subset}.json"
+    def _set_list(self, set_file: Path) -> set[tuple[str, int]]:
+        """(sequence_name, frame_number) of every frame in the chosen split of the set list."""
         set_lists = read_json(require_file(set_file, f"CO3D set list {self.subset!r}"))
         if not isinstance(set_lists, dict) or self.split not in set_lists:
             keys = ", ".join(set_lists) if isinstance(set_lists, dict) else "none"
             raise DatasetError(f"{set_file}: no split {self.split!r} (found: {keys})")
-        numbers: dict[str, set[int]] = {}
-        for item in set_lists[self.split]:
-            try:
-                seq, number = str(item[0]), int(item[1])
-            except (TypeError, ValueError, IndexError):
-                raise DatasetError(f"{set_file}: malformed entry {item!r}, expected [sequence_name, frame_number, image_path]") from None
-            if number not in frames.get(seq, {}):
-                raise DatasetError(f"{set_file}: frame {number} of sequence {seq} is not in {cat_dir / 'frame_annotations.jgz'}")
-            numbers.setdefault(seq, set()).add(number)
-        return {seq: [frames[seq][n] for n in sorted(ns)] for seq, ns in numbers.items()}
+        try:
+            return {(str(item[0]), int(item[1])) for item in set_lists[self.split]}
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise DatasetError(f"{set_file}: malformed entry in {self.split!r}, expected [sequence_name, frame_number, image_path]") from None
 
     @staticmethod
     def _json_list(path: Path) -> list[Any]:

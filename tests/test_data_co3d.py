@@ -192,3 +192,12 @@ def test_image_size_disagreeing_with_the_annotation_is_named(small_co3d):
     Image.new("RGB", (32, 24)).save(small_co3d / "apple/110_13051_23361/images/frame000003.jpg")
     with pytest.raises(DatasetError, match=r"images/frame000003\.jpg: image is 32x24, frame_annotations\.jgz says 64x48"):
         adapter(small_co3d).load_frames("apple/110_13051_23361", ["3"])
+
+
+def test_set_list_naming_an_unannotated_frame_is_named(small_co3d):
+    path = small_co3d / "apple/set_lists/set_lists_fewview_dev.json"
+    set_lists = json.loads(path.read_text())
+    set_lists["test"].append(["110_13051_23361", 99, "apple/110_13051_23361/images/frame000099.jpg"])
+    path.write_text(json.dumps(set_lists))
+    with pytest.raises(DatasetError, match=r"set_lists_fewview_dev\.json: frame 99 of sequence 110_13051_23361 is not in .*frame_annotations\.jgz"):
+        adapter(small_co3d).scenes()
