@@ -7,11 +7,15 @@ operator how the N tokens are organised, so the model never knows which method r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
+
+from bench.methods.dense import dense
+from bench.methods.kernels import AttentionKernel
+from bench.methods.operators import OPERATORS
+from bench.methods.params import json_value
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,87 @@ class DensePlan:
 
     is_dense = True
 
+    def __init__(self, kernel: str = "auto") -> None:
+        self.kernel = AttentionKernel(kernel)
+
     def describe(self, frames: int | None = None) -> dict:
-        return {"operator": "dense"}
+        return {"operator": "dense", "kernel": self.kernel.requested, "kernels_used": sorted(self.kernel.used)}
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout) -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v)
+        return dense(q, k, v, layout, kernel=self.kernel)
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """One operator with its parameters over a set of global layers."""
+
+    operator: str
+    layers: tuple[int, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Plan:
+    """A method resolved for one model: each global layer's operator and parameters, one kernel.
+
+    Layers no rule covers run `dense`. `settings` are the method's resolved parameters, recorded
+    with the per-layer assignment so a result can always be traced to what produced it.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        family: str,
+        num_global_layers: int,
+        rules: list[LayerRule],
+        kernel: str = "auto",
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        self.method, self.family, self.num_global_layers = method, family, num_global_layers
+        self.kernel = AttentionKernel(kernel)
+        self.settings = dict(settings or {})
+        dense_rule = LayerRule("dense", ())
+        assigned: list[LayerRule | None] = [None] * num_global_layers
+        for rule in rules:
+            OPERATORS.get(rule.operator)
+            for layer in rule.layers:
+                if not 0 <= layer < num_global_layers:
+                    raise ValueError(f"method {method}: global layer {layer} does not exist (layers 0-{num_global_layers - 1})")
+                if assigned[layer] is not None:
+                    raise ValueError(f"method {method}: global layer {layer} is assigned both {assigned[layer].operator} and {rule.operator}")
+                assigned[layer] = rule
+        self.layers: list[LayerRule] = [rule or dense_rule for rule in assigned]
+        operators = [rule.operator for rule in (self.layers or rules)]
+        self.is_dense = all(op == "dense" for op in operators)  # a model without global layers: the rules decide
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout) -> torch.Tensor:
+        if not 0 <= layer < self.num_global_layers:
+            raise ValueError(f"method {self.method}: the plan covers global layers 0-{self.num_global_layers - 1}, got layer {layer}")
+        if q.shape[2] != layout.num_tokens:
+            raise ValueError(f"method {self.method}: q has {q.shape[2]} tokens but the layout says {layout.num_tokens}")
+        rule = self.layers[layer]
+        return OPERATORS.get(rule.operator).run(q, k, v, layout, kernel=self.kernel, **rule.params)
+
+    def describe(self, frames: int | None = None) -> dict:
+        """Method, settings, kernel, and consecutive layers with the same operator and parameters."""
+        groups: list[tuple[int, int, LayerRule]] = []
+        for index, rule in enumerate(self.layers):
+            if groups and groups[-1][2] is rule:
+                groups[-1] = (groups[-1][0], index, rule)
+            else:
+                groups.append((index, index, rule))
+        return {
+            "method": self.method,
+            "family": self.family,
+            "global_layers": self.num_global_layers,
+            "kernel": self.kernel.requested,
+            "kernels_used": sorted(self.kernel.used),
+            "settings": {name: json_value(value) for name, value in self.settings.items()},
+            "layers": [
+                {
+                    "layers": f"{first}-{last}" if last > first else f"{first}",
+                    "operator": rule.operator,
+                    "params": OPERATORS.get(rule.operator).describe(rule.params, frames),
+                }
+                for first, last, rule in groups
+            ],
+        }

@@ -1,0 +1,17 @@
+"""`dense`: exact softmax attention over all S·P tokens, the published models' global attention."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from bench.methods.kernels import AttentionKernel
+
+if TYPE_CHECKING:
+    from bench.methods.plan import Layout
+
+
+def dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout, *, kernel: AttentionKernel) -> torch.Tensor:
+    """Every query attends to every key of every frame."""
+    return kernel.attend(q, k, v)

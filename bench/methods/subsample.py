@@ -1,0 +1,103 @@
+"""`subsample`: AVGGT step 2, subsampled global attention (SGA).
+
+All queries stay. Keys/values are one shared set: every special token of every frame, the first
+patch of every s_h×s_w window of each frame's patch grid, and the whole reference frame when it is
+kept uncompressed. Two optional compensation terms join the same softmax:
+
+- diagonal: each query also attends to its own key/value, but only when that key was dropped, so no
+  key is counted twice (queries whose own key is kept see exactly the kept set);
+- mean: one extra key/value, the mean of all dropped patch keys/values, optionally with an additive
+  log(number dropped) bias so it weighs as much as the patches it stands for would at their mean.
+
+The kept set runs through the plan's exact kernel, which also returns each query's log-sum-exp; the
+two extra terms are one score per query each, merged in closed form. Nothing N×N is ever built.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from bench.methods.kernels import AttentionKernel
+
+if TYPE_CHECKING:
+    from bench.methods.plan import Layout
+
+SIGMA_WINDOWS: dict[int, tuple[int, int]] = {1: (1, 1), 2: (1, 2), 4: (2, 2), 6: (2, 3), 9: (3, 3)}
+AUTO_SIGMAS = (2, 4, 9)  # below the first threshold, up to the second, above
+
+
+def auto_sigma(frames: int, thresholds: tuple[int, int]) -> int:
+    """σ by frame count, as the paper chooses by view density: 2 for few frames, 4 for ~100, 9 for many."""
+    low, high = thresholds
+    return AUTO_SIGMAS[0] if frames < low else AUTO_SIGMAS[1] if frames < high else AUTO_SIGMAS[2]
+
+
+def resolve_window(sigma: int | str, grid: tuple[int, int] | None, thresholds: tuple[int, int], frames: int) -> tuple[int, int]:
+    """The (rows, cols) window: an explicit grid wins, else σ (or σ chosen by `auto_sigma`)."""
+    if grid is not None:
+        return grid
+    return SIGMA_WINDOWS[auto_sigma(frames, thresholds) if sigma == "auto" else int(sigma)]
+
+
+def kept_tokens(layout: Layout, window: tuple[int, int], keep_reference: bool, device: torch.device) -> torch.Tensor:
+    """Boolean (S·P,) mask of the keys every query sees."""
+    if keep_reference and layout.reference_frame is None:
+        raise ValueError("subsample: keep_reference=true needs a model with a reference frame; set keep_reference=false")
+    h, w = layout.grid
+    rows = torch.arange(h, device=device) % window[0] == 0
+    cols = torch.arange(w, device=device) % window[1] == 0
+    special = torch.ones(layout.special_tokens, dtype=torch.bool, device=device)
+    per_frame = torch.cat([special, (rows[:, None] & cols[None, :]).flatten()])
+    kept = per_frame.repeat(layout.frames, 1)
+    if keep_reference:
+        kept[layout.reference_frame] = True
+    return kept.flatten()
+
+
+def subsample(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layout: Layout,
+    *,
+    kernel: AttentionKernel,
+    sigma: int | str,
+    grid: tuple[int, int] | None,
+    sigma_thresholds: tuple[int, int],
+    keep_reference: bool,
+    diagonal: bool,
+    mean: bool,
+    mean_log_count: bool,
+) -> torch.Tensor:
+    """All queries over the kept keys (+ own key, + mean key), one softmax."""
+    window = resolve_window(sigma, grid, sigma_thresholds, layout.frames)
+    kept = kept_tokens(layout, window, keep_reference, q.device)
+    kept_index = kept.nonzero().squeeze(1)
+    k_kept, v_kept = k.index_select(2, kept_index), v.index_select(2, kept_index)
+    dropped = layout.num_tokens - kept_index.numel()
+    if dropped == 0 or not (diagonal or mean):
+        return kernel.attend(q, k_kept, v_kept)
+
+    out, lse = kernel.attend_with_lse(q, k_kept, v_kept)
+    acc = lse.dtype
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    terms: list[tuple[torch.Tensor, torch.Tensor]] = []  # (score per query, value per query or shared)
+    if diagonal:
+        own = torch.linalg.vecdot(q, k).to(acc) * scale
+        terms.append((own.masked_fill(kept, -math.inf), v))
+    if mean:
+        k_mean = ((k.sum(2, dtype=acc) - k_kept.sum(2, dtype=acc)) / dropped).to(q.dtype)
+        v_mean = ((v.sum(2, dtype=acc) - v_kept.sum(2, dtype=acc)) / dropped).to(q.dtype)
+        score = (q @ k_mean.unsqueeze(-1)).squeeze(-1).to(acc) * scale
+        if mean_log_count:
+            score = score + math.log(dropped)
+        terms.append((score, v_mean.unsqueeze(2)))
+
+    total = torch.logsumexp(torch.stack([lse] + [score for score, _ in terms]), dim=0)
+    merged = out.to(acc) * torch.exp(lse - total).unsqueeze(-1)
+    for score, value in terms:
+        merged.add_(value.to(acc) * torch.exp(score - total).unsqueeze(-1))
+    return merged.to(q.dtype)
