@@ -38,6 +38,12 @@ class Registry(Generic[T]):
 
         return add(entry) if entry is not None else add
 
+    def unregister(self, name: str) -> T:
+        """Remove and return entry `name` (plug-ins and tests that register temporary entries)."""
+        entry = self.get(name)
+        del self._entries[name], self._help[name]
+        return entry
+
     def get(self, name: str) -> T:
         try:
             return self._entries[name]

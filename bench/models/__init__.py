@@ -1,5 +1,6 @@
 """Models: VGGT, pi3 (checkpoint-compatible), the oracle; one registry, one factory."""
 
 from bench.models.base import MODELS, BenchModel, Prediction, WeightsInfo, create_model
+from bench.models import oracle  # noqa: F401  (registers "oracle")
 
 __all__ = ["MODELS", "BenchModel", "Prediction", "WeightsInfo", "create_model"]

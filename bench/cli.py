@@ -1,0 +1,187 @@
+"""The `avggt-bench` command line: a thin layer over bench.suite, runner, report and compare.
+
+Each command is a plain click command joined to the `main` group at the bottom of this file, so a
+command defined in another module joins with one more `main.add_command(...)` line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+from tabulate import tabulate
+
+import bench
+from bench import compare as compare_mod
+from bench import report as report_mod
+from bench import runner
+from bench.store import ResultsError, ResultStore, read_rows
+from bench.methods import METHODS
+from bench.models import MODELS
+from bench.preprocess import PREPROCESS
+from bench.suite import SuiteError, check_device, expand, load_suite
+from datasets_adapters import DATASETS
+from metrics import METRICS
+
+REGISTRIES = {"models": MODELS, "methods": METHODS, "datasets": DATASETS, "metrics": METRICS, "preprocess": PREPROCESS}
+
+
+def _device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return None if value is None else check_device(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _load(suite_path: Path, device: str | None = None):
+    try:
+        suite = load_suite(suite_path)
+        return suite, expand(suite, device)
+    except SuiteError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(bench.__version__, prog_name="avggt-bench")
+def main() -> None:
+    """Benchmark accelerated multi-view 3D transformers (VGGT, pi3, AVGGT, sparse attention, token
+    merging): accuracy and wall-clock speedup over the dense model, in reproducible tables."""
+
+
+@click.command("run")
+@click.argument("suite_path", metavar="SUITE.yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Results folder [default: results/<suite name>].")
+@click.option("--only", multiple=True, metavar="GLOB", help="Run only cells whose id matches (e.g. 'oracle/dense/*/orbit/*'); repeatable.")
+@click.option("--device", callback=_device, metavar="cpu|cuda|cuda:N", help="Device to run on [default: the suite's `device`].")
+@click.option("--fresh", is_flag=True, help="Forget the rows already in the results folder and measure everything again.")
+@click.option("--dry-run", is_flag=True, help="List the cells (and whether each is already done) without running anything.")
+def run_command(suite_path: Path, out: Path | None, only: tuple[str, ...], device: str | None, fresh: bool, dry_run: bool) -> None:
+    """Run a suite: every model × method × dataset × scene × frame count.
+
+    Each finished cell is appended to OUT/cells.jsonl at once (timing, metrics, configuration),
+    and OUT/env.json records the environment. Running again skips cells already measured (status
+    ok or oom; error rows are retried), so an interrupted run resumes where it stopped.
+    """
+    suite, expansion = _load(suite_path, device)
+    store = ResultStore(out or Path("results") / suite.name)
+    cells = runner.select(expansion.cells, only)
+    if only and not cells:
+        example = expansion.cells[0].cell_id if expansion.cells else "model/method/dataset/scene/frames"
+        raise click.ClickException(f"no cell id matches {' or '.join(only)}; ids look like {example}")
+    for note in expansion.skipped:
+        click.echo(note, err=True)
+    if dry_run:
+        try:
+            done = set() if fresh else store.done()
+        except ResultsError as err:
+            raise click.ClickException(str(err)) from None
+        for cell in cells:
+            click.echo(f"{'done' if cell.identity in done else 'todo'}  {cell.cell_id}")
+        click.echo(f"{len(cells)} cells, {sum(c.identity in done for c in cells)} already in {store.cells}", err=True)
+        return
+    if fresh:
+        store.reset()
+    try:
+        summary = runner.run(expansion, store, only)
+    except (runner.RunError, ResultsError) as err:
+        raise click.ClickException(str(err)) from None
+    counts = ", ".join(f"{n} {status}" for status, n in summary.statuses.items()) or "nothing new"
+    click.echo(f"{summary.selected} cells: {summary.already_done} already done, recorded {counts} in {store.cells}", err=True)
+    if summary.interrupted:
+        click.echo(
+            f"Interrupted: the {summary.already_done + summary.recorded} finished rows in {store.cells} are kept. "
+            f"Run the same command again to resume (finished cells are skipped).",
+            err=True,
+        )
+        sys.exit(130)
+
+
+@click.command("report")
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(list(report_mod.FORMATS)), default="md", show_default=True, help="Table format.")
+@click.option("--plot", is_flag=True, help="Also write PNGs to RESULTS_DIR/plots: time and speedup vs frames (log-log), accuracy vs time.")
+@click.option(
+    "--leaderboard-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of result sets the leaderboard covers [default: the parent of RESULTS_DIR].",
+)
+def report_command(results_dir: Path, fmt: str, plot: bool, leaderboard_root: Path | None) -> None:
+    """Tables of a results folder: per (model, dataset, frames), one row per method with accuracy,
+    median time, peak memory and speedup over the dense method of the same model in these results.
+
+    Also writes RESULTS_DIR/report.<md|tex|csv>, the rows as a Hugging Face dataset in
+    RESULTS_DIR/rows.parquet, and leaderboard.md across every result set beside RESULTS_DIR.
+    """
+    try:
+        text, path = report_mod.write_report(results_dir, fmt)
+        written = [path, report_mod.export_parquet(results_dir)]
+        written.append(report_mod.write_leaderboard(leaderboard_root or results_dir.resolve().parent))
+        if plot:
+            written += report_mod.write_plots(results_dir)
+    except ResultsError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(text)
+    for p in written:
+        click.echo(f"wrote {p}", err=True)
+
+
+@click.command("compare")
+@click.argument("baseline", type=click.Path(exists=True, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, path_type=Path))
+@click.option("--tolerances", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Tolerances YAML [default: bench/tolerances.yaml].")
+def compare_command(baseline: Path, new: Path, tolerances: Path | None) -> None:
+    """Check NEW against BASELINE (results folders or cells.jsonl files) for regressions.
+
+    Cells are matched by identity. Exits 1 when a cell that was measured now fails, an accuracy
+    metric moves the wrong way beyond its tolerance, or a speedup drops beyond its tolerance;
+    exits 0 otherwise. Baseline cells missing from NEW are listed as a warning.
+    """
+    try:
+        result = compare_mod.compare(
+            pd.DataFrame(read_rows(baseline)), pd.DataFrame(read_rows(new)), compare_mod.load_tolerances(tolerances)
+        )
+    except (ResultsError, compare_mod.ToleranceError) as err:
+        raise click.ClickException(str(err)) from None
+    if len(result.diffs):
+        click.echo(tabulate(result.diffs, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–"))
+    else:
+        click.echo(f"no differences in {result.matched} matched cells")
+    if result.missing:
+        click.echo(f"warning: {len(result.missing)} baseline cells are missing from {new}: {', '.join(result.missing)}", err=True)
+    if result.added:
+        click.echo(f"note: {len(result.added)} cells are new (not in the baseline): {', '.join(result.added)}", err=True)
+    if result.unchecked:
+        click.echo(f"warning: no tolerance for {', '.join(result.unchecked)}; add them to the tolerances file", err=True)
+    click.echo(f"{result.matched} cells matched, {result.regressions} regressions", err=True)
+    sys.exit(result.exit_code)
+
+
+@click.command("list")
+@click.argument("kind", type=click.Choice(list(REGISTRIES)))
+def list_command(kind: str) -> None:
+    """List the registered models, methods, datasets, metrics or preprocess modes."""
+    registry = REGISTRIES[kind]
+    rows = [(name, registry.help(name)) for name in registry]
+    click.echo(tabulate(rows, headers=["name", "description"], tablefmt="plain") if rows else f"(no {kind} registered)")
+
+
+@click.command("validate")
+@click.argument("suite_path", metavar="SUITE.yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def validate_command(suite_path: Path) -> None:
+    """Check a suite file (schema, names, data on disk) and count its cells, without running anything."""
+    suite, expansion = _load(suite_path)
+    for note in expansion.skipped:
+        click.echo(note)
+    click.echo(
+        f"{suite_path}: valid; {len(expansion.cells)} cells from {len(suite.models)} models × {len(suite.methods)} methods × "
+        f"{len(suite.datasets)} datasets"
+    )
+
+
+for command in (run_command, report_command, compare_command, list_command, validate_command):
+    main.add_command(command)
+
+if __name__ == "__main__":
+    main()

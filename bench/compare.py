@@ -1,0 +1,164 @@
+"""Regression check between two result sets, for CI: match cells by identity, flag what got worse.
+
+A cell regresses when it was measured in the baseline and is not now (status), when an accuracy
+metric moves the wrong way by more than its tolerance or stops being computable, or when its
+speedup over dense drops by more than the speedup tolerance. Accuracy of random-weight rows is not
+checked. Cells of the baseline missing from the new results are listed as a warning, not a failure
+(a partial run or a narrowed suite is not a regression of what was measured).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from bench.report import add_speedup, metric_columns
+
+DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.yaml")
+REGRESSION, IMPROVED, WITHIN, UNCHECKED, CHANGED = "REGRESSION", "improved", "within tolerance", "no tolerance", "changed"
+
+
+class ToleranceError(ValueError):
+    """A tolerances file that cannot be used; the message names the file and entry."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    better: str  # "higher" or "lower"
+    abs: float = 0.0
+    rel: float = 0.0
+
+    def worsening(self, baseline: float, new: float) -> float:
+        """How far `new` moved the wrong way from `baseline` (negative: it improved)."""
+        return baseline - new if self.better == "higher" else new - baseline
+
+    def allowance(self, baseline: float) -> float:
+        return max(self.abs, self.rel * abs(baseline))
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    metrics: tuple[tuple[str, Tolerance], ...]
+    speedup: Tolerance
+
+    def for_metric(self, column: str) -> Tolerance | None:
+        return next((tol for pattern, tol in self.metrics if fnmatch.fnmatchcase(column, pattern)), None)
+
+
+def _tolerance(entry: Any, where: str, better: str | None = None) -> Tolerance:
+    allowed_keys = {"better", "abs", "rel"} | ({"match"} if better is None else set())
+    if not isinstance(entry, dict) or set(entry) - allowed_keys:
+        raise ToleranceError(f"{where}: expected a mapping with keys {', '.join(sorted(allowed_keys))}, got {entry!r}")
+    better = entry.get("better", better)
+    if better not in ("higher", "lower"):
+        raise ToleranceError(f"{where}.better: {better!r}; allowed: higher, lower")
+    bounds = {k: entry.get(k, 0.0) for k in ("abs", "rel")}
+    for key, value in bounds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ToleranceError(f"{where}.{key}: {value!r}; allowed: a number >= 0")
+    return Tolerance(better, float(bounds["abs"]), float(bounds["rel"]))
+
+
+def load_tolerances(path: str | Path | None = None) -> Tolerances:
+    """Tolerances from a YAML file (bench/tolerances.yaml by default; its comments explain the format)."""
+    source = Path(path) if path else DEFAULT_TOLERANCES
+    try:
+        data = yaml.safe_load(source.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ToleranceError(f"{source}: cannot read tolerances: {err}") from None
+    if not isinstance(data, dict) or set(data) - {"metrics", "speedup"}:
+        raise ToleranceError(f"{source}: expected a mapping with keys metrics, speedup")
+    entries = data.get("metrics") or []
+    if not isinstance(entries, list):
+        raise ToleranceError(f"{source}: metrics: expected a list of {{match, better, abs, rel}} entries")
+    metrics = []
+    for i, entry in enumerate(entries):
+        where = f"{source}: metrics[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("match"), str):
+            raise ToleranceError(f"{where}.match: missing; allowed: a glob over metric columns, e.g. '*.auc*'")
+        metrics.append((entry["match"], _tolerance(entry, where)))
+    speedup = _tolerance(data.get("speedup", {}), f"{source}: speedup", better="higher")
+    return Tolerances(tuple(metrics), speedup)
+
+
+@dataclass
+class Comparison:
+    diffs: pd.DataFrame  # cell, quantity, baseline, new, change, allowed, verdict: every quantity that changed
+    matched: int
+    missing: list[str] = field(default_factory=list)  # cells of the baseline absent from the new results
+    added: list[str] = field(default_factory=list)  # cells only in the new results
+    unchecked: list[str] = field(default_factory=list)  # metric columns that changed with no tolerance
+
+    @property
+    def regressions(self) -> int:
+        return int((self.diffs["verdict"] == REGRESSION).sum()) if len(self.diffs) else 0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.regressions else 0
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _judge(tol: Tolerance, base: float, new: float) -> tuple[float, str]:
+    allowed = tol.allowance(base)
+    worse = tol.worsening(base, new)
+    return allowed, REGRESSION if worse > allowed else IMPROVED if worse < 0 else WITHIN
+
+
+def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: Tolerances) -> Comparison:
+    """Match rows of two result sets by `id` and judge every quantity that changed."""
+    baseline, new = add_speedup(baseline), add_speedup(new)
+    base_rows = {r["id"]: r for r in baseline.to_dict(orient="records")}
+    new_rows = {r["id"]: r for r in new.to_dict(orient="records")}
+    columns = list(dict.fromkeys(metric_columns(baseline) + metric_columns(new)))
+    diffs: list[dict[str, Any]] = []
+    unchecked: set[str] = set()
+
+    def add(cell: str, quantity: str, base: Any, now: Any, allowed: Any, verdict: str) -> None:
+        change = now - base if _finite(base) and _finite(now) else None
+        diffs.append({"cell": cell, "quantity": quantity, "baseline": base, "new": now, "change": change, "allowed": allowed, "verdict": verdict})
+
+    matched = [i for i in base_rows if i in new_rows]
+    for ident in matched:
+        b, n = base_rows[ident], new_rows[ident]
+        cell = n["cell"]
+        if b["status"] != n["status"]:
+            verdict = REGRESSION if b["status"] == "ok" else IMPROVED if n["status"] == "ok" else CHANGED
+            add(cell, "status", b["status"], n["status"], None, verdict)
+        if b["status"] != "ok" or n["status"] != "ok":
+            continue
+        if not n.get("method_dense") and _finite(b["speedup"]) and _finite(n["speedup"]) and b["speedup"] != n["speedup"]:
+            allowed, verdict = _judge(tolerances.speedup, b["speedup"], n["speedup"])
+            add(cell, "speedup", b["speedup"], n["speedup"], allowed, verdict)
+        if b.get("weights_random") or n.get("weights_random"):
+            continue
+        for column in columns:
+            base_value, new_value = b.get(column), n.get(column)
+            if not _finite(base_value) or base_value == new_value:
+                continue
+            tol = tolerances.for_metric(column)
+            if tol is None:
+                unchecked.add(column)
+                add(cell, column, base_value, new_value, None, UNCHECKED)
+            elif not _finite(new_value):
+                add(cell, column, base_value, new_value, tol.allowance(base_value), REGRESSION)
+            else:
+                allowed, verdict = _judge(tol, base_value, new_value)
+                add(cell, column, base_value, new_value, allowed, verdict)
+    return Comparison(
+        diffs=pd.DataFrame(diffs, columns=["cell", "quantity", "baseline", "new", "change", "allowed", "verdict"]),
+        matched=len(matched),
+        missing=[base_rows[i]["cell"] for i in base_rows if i not in new_rows],
+        added=[new_rows[i]["cell"] for i in new_rows if i not in base_rows],
+        unchecked=sorted(unchecked),
+    )

@@ -1,0 +1,81 @@
+"""The environment fingerprint stored beside results, so a number can be traced to what produced it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import bench
+
+PROJECT_ROOT = Path(bench.__file__).resolve().parent.parent
+VOLATILE_KEYS = ("time",)  # left out of the env id: the same machine and code later is the same environment
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu(device: str) -> dict[str, Any]:
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return {"gpu": None, "gpu_memory_gib": None, "gpu_capability": None}
+    props = torch.cuda.get_device_properties(torch.device(device))
+    return {
+        "gpu": props.name,
+        "gpu_memory_gib": round(props.total_memory / 2**30, 2),
+        "gpu_capability": f"{props.major}.{props.minor}",
+    }
+
+
+def fingerprint(device: str) -> dict[str, Any]:
+    """Code version, library versions and hardware of this run (`device` picks the GPU described)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "bench_version": bench.__version__,
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "device": device,
+        **_gpu(device),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def env_id(env: dict[str, Any]) -> str:
+    """A short hash of the fingerprint without its time, carried by every row as `env_id`."""
+    stable = {k: v for k, v in env.items() if k not in VOLATILE_KEYS}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,220 @@
+"""Reports of a results folder: tables, plots, the leaderboard, and a Parquet export.
+
+One table per (model, dataset, frame count), one row per method. A cell's speedup is the median
+time of the dense method on the same inputs (same model, weights, dataset, scene, frames, device:
+the row's `inputs_id`) in the same results over the method's median time. A table row aggregates
+the scenes of its group: metrics and times are means over measured scenes, peak memory the
+maximum, the speedup the geometric mean of the per-scene speedups. Rows from random weights keep
+their accuracy columns and say they are timing only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from bench.store import cells_path, read_rows
+
+GROUP_KEYS = ("model", "dataset", "frames")
+TIMING_ONLY = "random weights: accuracy not meaningful (timing only)"
+FORMATS = {"md": "github", "latex": "latex_booktabs", "csv": None}
+SUFFIXES = {"md": "md", "latex": "tex", "csv": "csv"}
+
+
+def load_results(location: str | Path) -> pd.DataFrame:
+    """The rows of a results folder (newest per cell) as a frame, with a `speedup` column added."""
+    return add_speedup(pd.DataFrame(read_rows(location)))
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """Numeric `<metric>.<key>` columns of the metrics the rows were scored with, in row order."""
+    names = {m for listed in df.get("metrics", pd.Series(dtype=object)).dropna() for m in listed}
+    return [c for c in df.columns if "." in c and c.split(".", 1)[0] in names and pd.api.types.is_numeric_dtype(df[c])]
+
+
+def add_speedup(df: pd.DataFrame) -> pd.DataFrame:
+    """`dense_time_s` and `speedup` = dense median time / this row's median time, per inputs_id.
+
+    The baseline is the measured dense row with the same inputs; where several methods are dense
+    the one named `dense` wins. Rows without a measured baseline get NaN.
+    """
+    df = df.copy()
+    for column in ("time_median_s", "method_dense", "status", "method_name", "inputs_id"):
+        if column not in df:
+            df[column] = np.nan
+    dense = df[(df["method_dense"] == True) & (df["status"] == "ok")]  # noqa: E712  (NaN-safe)
+    dense = dense.assign(_named=dense["method_name"] != "dense").sort_values("_named", kind="stable")
+    baseline = dense.drop_duplicates("inputs_id").set_index("inputs_id")["time_median_s"]
+    df["dense_time_s"] = df["inputs_id"].map(baseline).astype(float)
+    measured = df["status"] == "ok"
+    df["speedup"] = np.where(measured, df["dense_time_s"] / df["time_median_s"].astype(float), np.nan)
+    return df
+
+
+def _geometric_mean(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(np.exp(np.log(values).mean())) if len(values) else float("nan")
+
+
+def _note(group: pd.DataFrame) -> str:
+    notes = []
+    if group.get("weights_random", pd.Series(False)).fillna(False).astype(bool).any():
+        notes.append(TIMING_ONLY)
+    failed = group.loc[group["status"] != "ok", "status"].value_counts()
+    notes.extend(f"{status} in {count} of {len(group)} scenes" for status, count in failed.items())
+    return "; ".join(notes)
+
+
+def summary_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, dataset, frames, method), scenes aggregated; groups in first-run order."""
+    columns = metric_columns(df)
+    records = []
+    for keys, group in df.groupby([*GROUP_KEYS, "method"], sort=False, dropna=False):
+        ok = group[group["status"] == "ok"]
+        record: dict[str, Any] = dict(zip([*GROUP_KEYS, "method"], keys))
+        record["weights"] = group["weights"].iloc[0]
+        record["scenes"] = f"{len(ok)}/{len(group)}"
+        record.update({c: ok[c].mean() for c in columns})
+        record["time_s"] = ok["time_median_s"].mean()
+        record["peak_gib"] = ok["peak_mem_gib"].max() if "peak_mem_gib" in ok else np.nan
+        record["speedup"] = _geometric_mean(ok["speedup"])
+        record["note"] = _note(group)
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title, table) per (model, dataset, frames) group; tables index by method."""
+    summary = summary_rows(df)
+    out = []
+    for (model, dataset, frames), group in summary.groupby(list(GROUP_KEYS), sort=False, dropna=False):
+        title = f"{model} ({group['weights'].iloc[0]}) · {dataset} · {frames} frames"
+        table = group.drop(columns=[*GROUP_KEYS, "weights"]).dropna(axis=1, how="all")
+        out.append((title, table.reset_index(drop=True)))
+    return out
+
+
+def render(df: pd.DataFrame, fmt: str = "md") -> str:
+    """The report of `df` as Markdown, LaTeX (one table per group) or CSV (one table, group columns first)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown report format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return summary_rows(df).to_csv(index=False)
+    parts = []
+    for title, table in tables(df):
+        body = tabulate(table, headers="keys", tablefmt=FORMATS[fmt], showindex=False, floatfmt=".4g", missingval="–")
+        parts.append(f"## {title}\n\n{body}\n" if fmt == "md" else f"% {title}\n{body}\n")
+    return "\n".join(parts)
+
+
+def write_report(results_dir: str | Path, fmt: str = "md") -> tuple[str, Path]:
+    """Render the report of a results folder and write it beside the rows as report.<md|tex|csv>."""
+    text = render(load_results(results_dir), fmt)
+    path = cells_path(results_dir).parent / f"report.{SUFFIXES[fmt]}"
+    path.write_text(text)
+    return text, path
+
+
+# -- export ------------------------------------------------------------------------------------------
+
+
+def export_parquet(results_dir: str | Path, path: str | Path | None = None) -> Path:
+    """The rows as a Hugging Face `datasets.Dataset` saved as Parquet (rows.parquet by default).
+
+    Nested values (options, plans) and columns that mix types become JSON strings, so every
+    column has one Arrow type.
+    """
+    import datasets  # imported here: it is slow to import and only this needs it
+
+    df = load_results(results_dir)
+    records = df.astype(object).where(df.notna(), None).to_dict(orient="records")
+    for column in df.columns:
+        values = [r[column] for r in records if r[column] is not None]
+        kinds = {type(v) for v in values}
+        if any(isinstance(v, (dict, list)) for v in values) or (len(kinds) > 1 and not kinds <= {int, float}):
+            for r in records:
+                r[column] = None if r[column] is None else json.dumps(r[column], sort_keys=True, default=str)
+    target = Path(path) if path else cells_path(results_dir).parent / "rows.parquet"
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # one small table: a progress bar would only clutter the report
+    try:
+        datasets.Dataset.from_list(records).to_parquet(str(target))
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+    return target
+
+
+# -- leaderboard -------------------------------------------------------------------------------------
+
+
+def write_leaderboard(results_root: str | Path) -> Path:
+    """`leaderboard.md` in `results_root`: every result set below it, one table per (dataset, frames)."""
+    root = Path(results_root)
+    sets = sorted(p.parent for p in root.glob("*/cells.jsonl"))
+    summaries = [summary_rows(load_results(s)).assign(results=s.name) for s in sets]
+    lines = ["# Leaderboard", "", f"Every result set under `{root}`; speedup is against the dense method of the same set.", ""]
+    if summaries:
+        everything = pd.concat(summaries, ignore_index=True)
+        for (dataset, frames), group in everything.groupby(["dataset", "frames"], sort=False):
+            table = group[["results", "model", "method", *[c for c in group.columns if c not in (*GROUP_KEYS, "results", "method")]]]
+            table = table.sort_values("speedup", ascending=False, kind="stable").dropna(axis=1, how="all")
+            lines += [f"## {dataset} · {frames} frames", "", tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–"), ""]
+    path = root / "leaderboard.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# -- plots -------------------------------------------------------------------------------------------
+
+
+def _slug(*parts: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join(str(p) for p in parts))
+
+
+def write_plots(results_dir: str | Path) -> list[Path]:
+    """PNGs in <results>/plots: time and speedup vs frames (log-log) per model and dataset, one line
+    per method; accuracy vs time, one panel per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = load_results(results_dir)
+    summary = summary_rows(df)
+    summary = summary[pd.to_numeric(summary["frames"], errors="coerce").notna()].astype({"frames": int})
+    out_dir = cells_path(results_dir).parent / "plots"
+    out_dir.mkdir(exist_ok=True)
+    written = []
+    for (model, dataset), group in summary.groupby(["model", "dataset"], sort=False):
+        for quantity, label in (("time_s", "median time (s)"), ("speedup", "speedup vs dense")):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for method, line in group.groupby("method", sort=False):
+                line = line.sort_values("frames").dropna(subset=[quantity])
+                ax.plot(line["frames"], line[quantity], marker="o", label=method)
+            ax.set(xscale="log", yscale="log", xlabel="frames", ylabel=label, title=f"{model} · {dataset}")
+            ax.legend()
+            path = out_dir / f"{_slug(quantity, model, dataset)}.png"
+            fig.savefig(path, dpi=120, bbox_inches="tight")
+            plt.close(fig)
+            written.append(path)
+        columns = [c for c in metric_columns(df) if group[c].notna().any()]
+        if columns:
+            fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 4), squeeze=False)
+            for ax, column in zip(axes[0], columns):
+                for method, points in group.groupby("method", sort=False):
+                    ax.scatter(points["time_s"], points[column], label=method)
+                ax.set(xscale="log", xlabel="median time (s)", ylabel=column)
+            axes[0][0].legend()
+            fig.suptitle(f"accuracy vs time · {model} · {dataset}")
+            path = out_dir / f"{_slug('accuracy_vs_time', model, dataset)}.png"
+            fig.savefig(path, dpi=120, bbox_inches="tight")
+            plt.close(fig)
+            written.append(path)
+    return written

@@ -1,0 +1,239 @@
+"""The runner: the one place that joins dataset adapters, models, methods and metrics.
+
+For each cell it loads (or reuses) the model and the preprocessed sequence, times `model.run`,
+converts the output outside the timed region, scores it with the suite's metrics and appends one
+row to the results. Out-of-memory and other exceptions become rows with status `oom` or `error`
+and the run goes on; Ctrl-C stops it with every finished row kept, so running again resumes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import gc
+import sys
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.env import fingerprint
+from bench.models import BenchModel, Prediction, create_model
+from bench.preprocess import preprocess
+from bench.store import ResultStore
+from bench.suite import Cell, DatasetSpec, Expansion, ModelSpec
+from bench.timing import time_forward
+from datasets_adapters import DatasetAdapter, Sequence
+from metrics import METRICS
+
+PREDICTION_FIELDS = ("extrinsics", "intrinsics", "depth", "depth_conf", "world_points", "world_points_conf")
+TRACEBACK_LINES = 12
+
+
+class RunError(RuntimeError):
+    """A run that cannot start (e.g. CUDA asked for but not available)."""
+
+
+class CellFailure(Exception):
+    """Why a cell has no measurement: status `oom` or `error`, a one-line message, a traceback tail."""
+
+    def __init__(self, status: str, message: str, trace: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.trace = status, message, trace
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, stage: str) -> "CellFailure":
+        status = "oom" if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) else "error"
+        lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+        return cls(status, f"{stage}: {type(exc).__name__}: {exc}", "\n".join(lines[-TRACEBACK_LINES:]))
+
+    def as_row(self) -> dict[str, Any]:
+        return {"status": self.status, "message": self.message, "traceback": self.trace}
+
+
+def free_memory(device: str) -> None:
+    """Give what the last cell or model held back to the CUDA allocator (after an OOM, before the
+    next model); tracebacks hold tensors in reference cycles, hence the collection first."""
+    if device.startswith("cuda"):
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+class _Latest:
+    """The most recent model or sequence, shared by the consecutive cells that need the same one.
+
+    Building the next drops the previous first (then calls `release`), so one model and one
+    sequence are in memory at a time. A failure is kept too: every cell that needs the same thing
+    records it without retrying.
+    """
+
+    def __init__(self, build: Callable[[Any], Any], stage: str, release: Callable[[], None] = lambda: None) -> None:
+        self._build, self._stage, self._release = build, stage, release
+        self._key: Any = object()
+        self._value: Any = None
+        self._failure: CellFailure | None = None
+
+    def get(self, key: Any) -> Any:
+        if key != self._key:
+            self.clear()
+            self._key = key
+            try:
+                self._value = self._build(key)
+            except Exception as exc:
+                self._failure = CellFailure.from_exception(exc, self._stage)
+        if self._failure is not None:
+            raise self._failure
+        return self._value
+
+    def clear(self) -> None:
+        self._key, self._value, self._failure = object(), None, None
+        self._release()
+
+
+@dataclass
+class RunSummary:
+    selected: int
+    already_done: int
+    statuses: Counter = field(default_factory=Counter)  # status → rows recorded by this run
+    interrupted: bool = False
+
+    @property
+    def recorded(self) -> int:
+        return sum(self.statuses.values())
+
+
+def select(cells: list[Cell], only: Iterable[str] = ()) -> list[Cell]:
+    """Cells whose id matches any of the `only` globs (all cells when there are none)."""
+    patterns = list(only)
+    if not patterns:
+        return list(cells)
+    return [c for c in cells if any(fnmatch.fnmatchcase(c.cell_id, p) for p in patterns)]
+
+
+def run(expansion: Expansion, store: ResultStore, only: Iterable[str] = (), progress: bool = True) -> RunSummary:
+    """Measure every selected cell not already in `store`, appending one row per cell."""
+    cells = select(expansion.cells, only)
+    device = cells[0].device if cells else "cpu"  # one device per expansion
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError("CUDA was asked for but this torch has none (torch.cuda.is_available() is False); use --device cpu or install a CUDA build of torch")
+    store.open()
+    env_id = store.record_env(fingerprint(device))
+    done = store.done()
+    todo = [cell for cell in cells if cell.identity not in done]
+    summary = RunSummary(selected=len(cells), already_done=len(cells) - len(todo))
+    models = _Latest(_build_model, "building the model", release=lambda: free_memory(device))
+    sequences = _Latest(_sequence_loader(expansion.adapters), "loading data")
+    bar = tqdm(todo, unit="cell", desc=cells[0].suite.name if cells else "", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for cell in bar:
+            bar.set_postfix_str(cell.cell_id, refresh=True)
+            row = measure(cell, models, sequences, env_id)
+            store.append(row)
+            summary.statuses[row["status"]] += 1
+            if row["status"] != "ok":
+                free_memory(device)
+                bar.write(f"{cell.cell_id}: {row['status']}: {row['message']}", file=sys.stderr)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        models.clear()
+        sequences.clear()
+    return summary
+
+
+def _build_model(key: tuple[ModelSpec, str]) -> BenchModel:
+    spec, device = key
+    return create_model(spec.name, spec.weights_path, **spec.options).to(device).eval()
+
+
+def _sequence_loader(adapters: dict[str, DatasetAdapter]) -> Callable[[tuple], Sequence]:
+    def load(key: tuple[DatasetSpec, str, int | None, str | None]) -> Sequence:
+        spec, scene, frames, mode = key
+        return preprocess(adapters[spec.label].load(scene, frames, spec.sampling), mode)
+
+    return load
+
+
+def base_row(cell: Cell, env_id: str) -> dict[str, Any]:
+    """The identity and resolved configuration of a cell: what every row carries, measured or not."""
+    return {
+        "id": cell.identity,
+        "inputs_id": cell.inputs_id,
+        "cell": cell.cell_id,
+        "suite": cell.suite.name,
+        "status": None,
+        "message": None,
+        "model": cell.model.label,
+        "model_name": cell.model.name,
+        "model_options": cell.model.options,
+        "weights": cell.model.weights,
+        "weights_sha256": None,
+        "weights_random": cell.model.weights == "random",
+        "method": cell.method.label,
+        "method_name": cell.method.name,
+        "method_params": cell.method.params,
+        "method_dense": bool(cell.plan.is_dense),
+        "plan": cell.plan.describe(cell.frames),
+        "dataset": cell.dataset.label,
+        "dataset_name": cell.dataset.name,
+        "dataset_root": cell.dataset.root_path,
+        "dataset_options": cell.dataset.options,
+        "scene": cell.scene,
+        "frames": "all" if cell.frames is None else cell.frames,
+        "frames_used": None,
+        **cell.dataset.sampling.as_row(),
+        "preprocess": cell.preprocess,
+        "image_size": None,
+        "metrics": list(cell.suite.metrics),
+        "metric_options": cell.suite.metric_options,
+        "device": cell.device,
+        "env_id": env_id,
+    }
+
+
+def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dict[str, Any]:
+    """The row of one cell: timing and metrics, or the failure that stopped it."""
+    row = base_row(cell, env_id)
+    stage = "building the model"
+    try:
+        model = models.get((cell.model, cell.device))
+        row.update(model.weights_info.as_row())
+        stage = "loading data"
+        seq = sequences.get((cell.dataset, cell.scene, cell.frames, cell.preprocess))
+        row.update(seq.sampling)
+        row.update(frames_used=seq.num_frames, image_size=list(seq.image_size))
+        stage = "forward pass"
+        images = torch.from_numpy(seq.images).to(cell.device)
+        timing = cell.suite.timing
+        raw, measured = time_forward(lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup, timing.repeats_for(seq.num_frames))
+        row.update(measured.as_row(), plan=cell.plan.describe(seq.num_frames))  # after the run: plans may record kernels used
+        stage = "converting the output"
+        pred, gt = metric_inputs(model.to_prediction(raw), seq)
+        del raw
+        for name in cell.suite.metrics:
+            stage = f"metric {name}"
+            values = METRICS.get(name)(pred, gt, **cell.suite.metric_options.get(name, {}))
+            row.update({f"{name}.{key}": v.item() if isinstance(v, np.generic) else v for key, v in values.items()})
+        row.update(status="ok", recorded_at=_now())
+    except Exception as exc:
+        failure = exc if isinstance(exc, CellFailure) else CellFailure.from_exception(exc, stage)
+        row.update(failure.as_row(), recorded_at=_now())
+    return row
+
+
+def metric_inputs(prediction: Prediction, seq: Sequence) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The (pred, gt) dicts of arrays the METRICS contract takes (metrics/__init__.py)."""
+    pred = {k: getattr(prediction, k) for k in PREDICTION_FIELDS if getattr(prediction, k) is not None}
+    gt = {"extrinsics": seq.extrinsics, "intrinsics": seq.intrinsics}
+    if seq.depth is not None:
+        gt.update(depth=seq.depth, valid=seq.valid)
+    return pred, gt
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

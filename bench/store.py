@@ -1,0 +1,114 @@
+"""A results folder: `cells.jsonl` (one JSON row per measured cell) and `env.json`.
+
+Rows are only ever appended, each flushed and fsynced, so a crash or Ctrl-C loses at most the
+cell in flight. A row cut short by a kill (no final newline) is dropped when the folder is opened
+again. When a cell is measured again (a retried error), its newest row is the one that counts.
+`env.json` maps each env id to the fingerprint of the environment that wrote rows with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.env import env_id
+
+CELLS_FILE = "cells.jsonl"
+ENV_FILE = "env.json"
+DONE_STATUSES = ("ok", "oom")  # rows that count as measured; `error` rows are retried by the next run
+
+
+class ResultsError(ValueError):
+    """A results folder that cannot be read; the message names the file and line."""
+
+
+def _json_value(value: Any) -> Any:
+    """NaN and infinities become null: strict JSON that every reader accepts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def cells_path(location: str | Path) -> Path:
+    """The cells file of a results folder, or `location` itself when it is the file."""
+    path = Path(location)
+    return path if path.suffix == ".jsonl" else path / CELLS_FILE
+
+
+def read_rows(location: str | Path) -> list[dict[str, Any]]:
+    """The newest row of every cell in a results folder (or a cells.jsonl file), in first-run order."""
+    path = cells_path(location)
+    if not path.is_file():
+        raise ResultsError(f"{path}: no results here; run `avggt-bench run SUITE.yaml --out {path.parent}` first")
+    newest: dict[str, dict[str, Any]] = {}
+    text = path.read_text()
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # the last line, cut short by a kill: that cell runs again
+                continue
+            raise ResultsError(f"{path}: line {number} is not a JSON row; the file was edited or damaged") from None
+        if not isinstance(row, dict) or "id" not in row:
+            raise ResultsError(f"{path}: line {number} is not a result row (no `id` field)")
+        newest[row["id"]] = row
+    return list(newest.values())
+
+
+class ResultStore:
+    """Appends rows to one results folder and says which cells it already holds."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.cells = self.directory / CELLS_FILE
+        self.env = self.directory / ENV_FILE
+
+    def reset(self) -> None:
+        """Start over: forget every row and environment recorded here."""
+        for path in (self.cells, self.env):
+            path.unlink(missing_ok=True)
+
+    def open(self) -> None:
+        """Create the folder, and drop a final row that a kill cut short."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.cells.exists():
+            return
+        with self.cells.open("rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return read_rows(self.cells) if self.cells.exists() else []
+
+    def done(self) -> set[str]:
+        """Identities of cells measured already (status ok or oom)."""
+        return {row["id"] for row in self.rows() if row.get("status") in DONE_STATUSES}
+
+    def append(self, row: dict[str, Any]) -> None:
+        line = json.dumps(_json_value(row), allow_nan=False, default=str)
+        with self.cells.open("a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def record_env(self, env: dict[str, Any]) -> str:
+        """Add `env` to env.json (once per distinct environment) and return its id."""
+        ident = env_id(env)
+        known = json.loads(self.env.read_text()) if self.env.exists() else {}
+        if ident not in known:
+            known[ident] = env
+            tmp = self.env.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(known, indent=2) + "\n")
+            os.replace(tmp, self.env)
+        return ident

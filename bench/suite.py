@@ -1,0 +1,545 @@
+"""Suite files: the YAML schema, its validation, and the expansion of a suite into cells.
+
+A suite is checked whole before anything runs, and every mistake is one `SuiteError` that names
+the file, the field path and what is allowed there. Expansion turns a suite into cells
+(model × method × dataset × scene × frame count), each with a stable identity used to resume runs
+and to match results across runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+import torch
+import yaml
+
+import metrics as metrics_pkg
+from bench.methods import METHODS, MethodNotApplicable, resolve_plan
+from bench.models import MODELS
+from bench.preprocess import PREPROCESS
+from datasets_adapters import DATASETS, DatasetAdapter, Sampling
+from datasets_adapters.sampling import SAMPLING_KINDS
+
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin")
+NO_WEIGHTS = ("random", "none")
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be run as written; the message says where and how to fix it."""
+
+
+def check_device(text: str) -> str:
+    """`text` if it names a device the harness runs on (cpu, cuda, cuda:N), else ValueError."""
+    if not isinstance(text, str) or not DEVICE.match(text):
+        raise ValueError(f"unknown device {text!r}; allowed: cpu, cuda, cuda:N")
+    return text
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A value read from the suite file with its path there, so any check can say where it failed."""
+
+    source: str
+    path: str
+    value: Any
+
+    def fail(self, what: str, allowed: str | None = None) -> NoReturn:
+        raise SuiteError(f"{self.source}: {self.path or '(top level)'}: {what}" + (f"; allowed: {allowed}" if allowed else ""))
+
+    def child(self, key: str | int) -> "_Field":
+        path = f"{self.path}[{key}]" if isinstance(key, int) else f"{self.path}.{key}" if self.path else str(key)
+        value = self.value[key] if isinstance(key, int) else self.value.get(key)
+        return _Field(self.source, path, value)
+
+    def at(self, subpath: str) -> "_Field":
+        """A field below this one known only by its path (for checks made after parsing)."""
+        return _Field(self.source, f"{self.path}.{subpath}", None)
+
+    def mapping(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, "_Field"]:
+        """The present keys of a mapping, each as a field; unknown or missing keys fail."""
+        if not isinstance(self.value, dict):
+            self.fail(f"expected a mapping, got {_kind(self.value)}", ", ".join(allowed))
+        for key in self.value:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.child(str(key)).fail(f"unknown key{hint}", ", ".join(allowed))
+        for key in required:
+            if key not in self.value:
+                self.child(key).fail("missing", f"a value for {key!r}")
+        return {key: self.child(key) for key in allowed if key in self.value}
+
+    def items(self) -> list["_Field"]:
+        """The entries of a non-empty list."""
+        if not isinstance(self.value, list):
+            self.fail(f"expected a list, got {_kind(self.value)}")
+        if not self.value:
+            self.fail("the list is empty", "at least one entry")
+        return [self.child(i) for i in range(len(self.value))]
+
+    def text(self) -> str:
+        if not isinstance(self.value, str) or not self.value.strip():
+            self.fail(f"expected a non-empty string, got {_kind(self.value)}")
+        return self.value
+
+    def integer(self, minimum: int) -> int:
+        if not isinstance(self.value, int) or isinstance(self.value, bool) or self.value < minimum:
+            self.fail(f"expected an integer >= {minimum}, got {self.value!r}")
+        return self.value
+
+    def options(self) -> dict[str, Any]:
+        """A mapping of keyword arguments (absent or null = none)."""
+        if self.value is None:
+            return {}
+        if not isinstance(self.value, dict) or not all(isinstance(k, str) for k in self.value):
+            self.fail(f"expected a mapping of names to values, got {_kind(self.value)}")
+        return dict(self.value)
+
+    def name_in(self, registry: Any) -> str:
+        name = self.text()
+        if name not in registry:
+            self.fail(f"unknown {registry.kind} {name!r}", ", ".join(registry.names()) or "(none registered)")
+        return name
+
+    def label(self, default: str) -> str:
+        label = default if self.value is None else self.text()
+        if not LABEL.match(label):
+            self.fail(f"{label!r} cannot name a cell or a results folder", "letters, digits and . _ + - (no spaces or slashes), starting with a letter or digit")
+        return label
+
+    def path_with_env(self) -> str:
+        """The string with ${VAR} replaced from the environment and ~ expanded."""
+
+        def lookup(match: re.Match) -> str:
+            var = match.group(1)
+            if var not in os.environ:
+                self.fail(f"environment variable {var} is not set", f"set it first, e.g. export {var}=/path/to/data")
+            return os.environ[var]
+
+        return os.path.expanduser(ENV_VAR.sub(lookup, self.text()))
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    label: str
+    weights: str  # as written in the suite (part of the identity, machine independent)
+    weights_path: str  # with ${VAR} expanded: what is loaded
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    label: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    label: str
+    root: str | None  # as written in the suite (part of the identity)
+    root_path: str | None  # with ${VAR} expanded: what is read
+    options: dict[str, Any]
+    scenes: str | int | tuple[str, ...]  # "all", the first N, or names
+    frames: tuple[int | None, ...]  # None = every frame the sampling rule gives
+    sampling: Sampling
+    preprocess: str | None  # None = the model's own preprocess_mode
+
+
+@dataclass(frozen=True)
+class TimingSpec:
+    warmup: int = 1
+    repeats: int = 3
+    repeats_above: tuple[tuple[int, int], ...] = ()  # (from this many frames, repeats), ascending
+
+    def repeats_for(self, frames: int) -> int:
+        """Timed repeats for a cell of `frames` frames: the highest threshold reached decides."""
+        repeats = self.repeats
+        for threshold, count in self.repeats_above:
+            if frames >= threshold:
+                repeats = count
+        return repeats
+
+
+@dataclass(frozen=True)
+class Suite:
+    source: str
+    name: str
+    description: str
+    device: str
+    models: tuple[ModelSpec, ...]
+    methods: tuple[MethodSpec, ...]
+    datasets: tuple[DatasetSpec, ...]
+    timing: TimingSpec
+    metrics: tuple[str, ...]
+    metric_options: dict[str, dict[str, Any]]
+
+
+TOP_KEYS = ("name", "description", "device", "models", "methods", "datasets", "timing", "metrics", "metric_options")
+MODEL_KEYS = ("name", "label", "weights", "options")
+METHOD_KEYS = ("name", "label", "params")
+DATASET_KEYS = ("name", "label", "root", "options", "scenes", "frames", "sampling", "preprocess")
+TIMING_KEYS = ("warmup", "repeats", "repeats_above")
+SAMPLING_KEYS = ("kind", "stride", "start", "seed")
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file; any mistake raises `SuiteError` naming the file and field."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise SuiteError(f"{source}: cannot read the suite file: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise SuiteError(f"{source}: {where}YAML syntax error: {problem}") from None
+    return parse_suite(data, source)
+
+
+def parse_suite(data: Any, source: str = "<suite>") -> Suite:
+    """Validate the parsed YAML of a suite (see suites/smoke.yaml for every field)."""
+    top = _Field(source, "", data).mapping(TOP_KEYS, required=("name", "models", "methods", "datasets"))
+    name = top["name"].label(default="")
+    description = top["description"].text() if "description" in top else ""
+    device = "cpu"
+    if "device" in top:
+        try:
+            device = check_device(top["device"].value)
+        except ValueError:
+            top["device"].fail(f"unknown device {top['device'].value!r}", "cpu, cuda, cuda:N")
+    models = _unique_labels([_parse_model(f) for f in top["models"].items()], top["models"])
+    methods = _unique_labels([_parse_method(f) for f in top["methods"].items()], top["methods"])
+    datasets = _unique_labels([_parse_dataset(f) for f in top["datasets"].items()], top["datasets"])
+    timing = _parse_timing(top["timing"]) if "timing" in top else TimingSpec()
+    metric_names = _parse_metrics(top["metrics"]) if "metrics" in top else ()
+    metric_options = _parse_metric_options(top["metric_options"], metric_names) if "metric_options" in top else {}
+    return Suite(source, name, description, device, models, methods, datasets, timing, metric_names, metric_options)
+
+
+def _parse_model(f: _Field) -> ModelSpec:
+    if isinstance(f.value, str):
+        f = _Field(f.source, f.path, {"name": f.value})
+    keys = f.mapping(MODEL_KEYS, required=("name",))
+    name = keys["name"].name_in(MODELS)
+    weights = keys["weights"].text() if "weights" in keys else "random"
+    weights_path = keys["weights"].path_with_env() if "weights" in keys else weights
+    looks_like_file = weights_path.endswith(WEIGHT_FILE_SUFFIXES) or weights_path.startswith(("/", ".", "~"))
+    if weights_path not in NO_WEIGHTS and looks_like_file and not Path(weights_path).is_file():
+        keys["weights"].fail(
+            f"no weights file at {weights_path}",
+            "an existing .pt/.pth/.safetensors file, a Hugging Face id already in the local cache, random (timing only), or none",
+        )
+    options = keys["options"].options() if "options" in keys else {}
+    _check_kwargs(MODELS.get(name), options, f.child("options"), leading=1)
+    return ModelSpec(name, f.child("label").label(name), weights, weights_path, options)
+
+
+def _parse_method(f: _Field) -> MethodSpec:
+    if isinstance(f.value, str):
+        f = _Field(f.source, f.path, {"name": f.value})
+    keys = f.mapping(METHOD_KEYS, required=("name",))
+    name = keys["name"].name_in(METHODS)
+    params = keys["params"].options() if "params" in keys else {}
+    return MethodSpec(name, f.child("label").label(name), params)
+
+
+def _parse_dataset(f: _Field) -> DatasetSpec:
+    keys = f.mapping(DATASET_KEYS, required=("name", "frames"))
+    name = keys["name"].name_in(DATASETS)
+    root = keys["root"].text() if "root" in keys else None
+    root_path = keys["root"].path_with_env() if "root" in keys else None
+    if root_path is not None and not Path(root_path).exists():
+        keys["root"].fail(f"{root_path} does not exist", f"the folder that holds the {name} data")
+    options = keys["options"].options() if "options" in keys else {}
+    _check_kwargs(DATASETS.get(name), options, f.child("options"), leading=1)
+    preprocess = keys["preprocess"].name_in(PREPROCESS) if "preprocess" in keys else None
+    sampling = _parse_sampling(keys["sampling"]) if "sampling" in keys else Sampling()
+    return DatasetSpec(
+        name, f.child("label").label(name), root, root_path, options,
+        _parse_scenes(keys["scenes"]) if "scenes" in keys else "all", _parse_frames(keys["frames"]), sampling, preprocess,
+    )  # fmt: skip
+
+
+def _parse_scenes(f: _Field) -> str | int | tuple[str, ...]:
+    allowed = "all, a number N (the first N scenes), or a list of scene names"
+    if f.value == "all":
+        return "all"
+    if isinstance(f.value, int) and not isinstance(f.value, bool):
+        return f.integer(1)
+    if isinstance(f.value, list):
+        names = tuple(item.text() for item in f.items())
+        if len(set(names)) != len(names):
+            f.fail("a scene is listed twice", allowed)
+        return names
+    f.fail(f"expected scenes, got {_kind(f.value)}", allowed)
+
+
+def _parse_frames(f: _Field) -> tuple[int | None, ...]:
+    allowed = "a frame count >= 1, all, or a list of those"
+    entries = f.items() if isinstance(f.value, list) else [f]
+    frames: list[int | None] = []
+    for entry in entries:
+        if entry.value == "all":
+            frames.append(None)
+        elif isinstance(entry.value, int) and not isinstance(entry.value, bool) and entry.value >= 1:
+            frames.append(entry.value)
+        else:
+            entry.fail(f"bad frame count {entry.value!r}", allowed)
+    if len(set(frames)) != len(frames):
+        f.fail("a frame count is listed twice", allowed)
+    return tuple(frames)
+
+
+def _parse_sampling(f: _Field) -> Sampling:
+    keys = f.mapping(SAMPLING_KEYS)
+    values = {key: keys[key].text() if key == "kind" else keys[key].integer(0) for key in keys}
+    try:
+        return Sampling(**values)
+    except ValueError as err:
+        f.fail(str(err), f"kind in {', '.join(SAMPLING_KINDS)}, stride >= 1, start >= 0, seed an integer")
+
+
+def _parse_timing(f: _Field) -> TimingSpec:
+    keys = f.mapping(TIMING_KEYS)
+    warmup = keys["warmup"].integer(0) if "warmup" in keys else TimingSpec.warmup
+    repeats = keys["repeats"].integer(1) if "repeats" in keys else TimingSpec.repeats
+    above: list[tuple[int, int]] = []
+    if "repeats_above" in keys:
+        table = keys["repeats_above"]
+        if not isinstance(table.value, dict):
+            table.fail(f"expected a mapping of frame counts to repeats, got {_kind(table.value)}", "e.g. {300: 1}")
+        for threshold in table.value:
+            entry = _Field(f.source, f"{table.path}.{threshold}", table.value[threshold])
+            if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
+                entry.fail(f"bad frame count {threshold!r}", "an integer >= 1 (from this many frames on)")
+            above.append((threshold, entry.integer(1)))
+    return TimingSpec(warmup, repeats, tuple(sorted(above)))
+
+
+def _parse_metrics(f: _Field) -> tuple[str, ...]:
+    """Metric names; an explicit empty list runs timing only."""
+    if f.value == []:
+        return ()
+    names = tuple(item.name_in(metrics_pkg.METRICS) for item in f.items())
+    if len(set(names)) != len(names):
+        f.fail("a metric is listed twice", ", ".join(metrics_pkg.METRICS.names()))
+    return names
+
+
+def _parse_metric_options(f: _Field, metric_names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    keys = f.mapping(metric_names)
+    options = {name: keys[name].options() for name in keys}
+    for name, opts in options.items():
+        _check_kwargs(metrics_pkg.METRICS.get(name), opts, keys[name], leading=2)
+    return options
+
+
+def _unique_labels(specs: list, f: _Field) -> tuple:
+    seen: set[str] = set()
+    for i, spec in enumerate(specs):
+        if spec.label in seen:
+            f.child(i).fail(f"label {spec.label!r} is used twice", "a distinct `label` for each entry")
+        seen.add(spec.label)
+    return tuple(specs)
+
+
+def _check_kwargs(fn: Callable, options: dict[str, Any], f: _Field, leading: int) -> None:
+    """Fail on options that `fn` does not take, when its signature says which it takes.
+
+    `leading` is the number of parameters the harness passes itself (weights, root, pred and gt).
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    allowed = [p.name for p in params[leading:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in options:
+        if key not in allowed:
+            f.child(key).fail("unknown option", ", ".join(allowed) or "(no options)")
+
+
+# -- expansion ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """What the harness needs to know about a model before loading it."""
+
+    family: str
+    num_global_layers: int
+    preprocess_mode: str | None
+
+
+def model_traits(spec: ModelSpec) -> ModelTraits:
+    """Family, global-layer count and preprocessing of a model, read from an instance built with
+    random weights on the meta device (no memory, no weights read); a factory that cannot be built
+    there is built for real."""
+    factory = MODELS.get(spec.name)
+    try:
+        with torch.device("meta"):
+            model = factory(weights="random", **spec.options)
+    except Exception:  # not meta-safe (e.g. it reads a tensor's value while building)
+        model = factory(weights="random", **spec.options)
+    return ModelTraits(model.family, model.num_global_layers, model.preprocess_mode)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: a model with a method on `frames` frames of one scene."""
+
+    suite: Suite = field(repr=False)
+    model: ModelSpec
+    method: MethodSpec
+    dataset: DatasetSpec
+    scene: str
+    frames: int | None
+    preprocess: str | None
+    device: str
+    plan: Any = field(repr=False, compare=False)
+
+    @property
+    def cell_id(self) -> str:
+        """Readable and unique in its suite; `--only` globs match it."""
+        frames = "all" if self.frames is None else str(self.frames)
+        return "/".join([self.model.label, self.method.label, self.dataset.label, self.scene, frames])
+
+    @cached_property
+    def inputs(self) -> dict[str, Any]:
+        """Everything that decides a measurement except the method: cells that share it are compared
+        for speed against each other."""
+        return {
+            "model": self.model.name,
+            "model_options": self.model.options,
+            "weights": self.model.weights,
+            "dataset": self.dataset.name,
+            "dataset_root": self.dataset.root,
+            "dataset_options": self.dataset.options,
+            "scene": self.scene,
+            "frames": self.frames,
+            "sampling": asdict(self.dataset.sampling),
+            "preprocess": self.preprocess,
+            "metrics": list(self.suite.metrics),
+            "metric_options": {m: self.suite.metric_options.get(m, {}) for m in self.suite.metrics},
+            "device": self.device,
+        }
+
+    @cached_property
+    def inputs_id(self) -> str:
+        return _digest(self.inputs)
+
+    @cached_property
+    def identity(self) -> str:
+        """Stable across machines and runs: paths enter as written in the suite (${VAR} unexpanded)."""
+        return _digest({**self.inputs, "method": self.method.name, "method_label": self.method.label, "method_params": self.method.params})
+
+
+def _digest(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Expansion:
+    cells: list[Cell]
+    skipped: list[str]  # (model, method) pairs that do not apply, one line each
+    adapters: dict[str, DatasetAdapter]  # by dataset label, built once and shared by the runner
+
+
+def expand(suite: Suite, device: str | None = None) -> Expansion:
+    """All cells of `suite` in run order (model, dataset, scene, frames, method); checks what only
+    the components can check (method parameters, scene names, data on disk) as SuiteErrors."""
+    device = device or suite.device
+    adapters, scenes = {}, {}
+    for i, spec in enumerate(suite.datasets):
+        where = _Field(suite.source, f"datasets[{i}]", None)
+        adapters[spec.label] = _build_adapter(spec, where)
+        scenes[spec.label] = _resolve_scenes(spec, adapters[spec.label], where)
+    cells: list[Cell] = []
+    skipped: list[str] = []
+    for i, model in enumerate(suite.models):
+        where = _Field(suite.source, f"models[{i}]", None)
+        try:
+            traits = model_traits(model)
+        except Exception as err:
+            where.fail(f"cannot build model {model.name!r} with these options: {err}")
+        plans = {}
+        for j, method in enumerate(suite.methods):
+            try:
+                plans[method.label] = resolve_plan(method.name, method.params, traits.family, traits.num_global_layers)
+            except MethodNotApplicable as err:
+                skipped.append(f"{model.label} × {method.label}: skipped, {err}")
+            except (ValueError, TypeError) as err:
+                _Field(suite.source, f"methods[{j}].params", None).fail(f"for model {model.label}: {err}")
+        for k, spec in enumerate(suite.datasets):
+            preprocess = spec.preprocess or traits.preprocess_mode
+            if preprocess is not None and preprocess not in PREPROCESS:
+                _Field(suite.source, f"datasets[{k}].preprocess", None).fail(
+                    f"model {model.label} preprocesses with mode {preprocess!r} by default, which is not registered",
+                    f"set it to one of {', '.join(PREPROCESS.names())}",
+                )
+            for scene in scenes[spec.label]:
+                for frames in spec.frames:
+                    for method in suite.methods:
+                        if method.label in plans:
+                            cells.append(Cell(suite, model, method, spec, scene, frames, preprocess, device, plans[method.label]))
+    _check_distinct(cells, suite.source)
+    return Expansion(cells, skipped, adapters)
+
+
+def _build_adapter(spec: DatasetSpec, f: _Field) -> DatasetAdapter:
+    try:
+        return DATASETS.get(spec.name)(root=spec.root_path, **spec.options)
+    except (ValueError, TypeError, OSError) as err:
+        f.fail(f"cannot open dataset {spec.name!r}: {err}")
+
+
+def _resolve_scenes(spec: DatasetSpec, adapter: DatasetAdapter, f: _Field) -> list[str]:
+    try:
+        available = adapter.scenes()
+    except (ValueError, OSError) as err:
+        f.at("root").fail(f"cannot list the scenes of {spec.name!r}: {err}")
+    if not available:
+        f.at("root").fail(f"dataset {spec.name!r} has no scenes there", "a root that holds at least one scene")
+    if spec.scenes == "all":
+        return list(available)
+    if isinstance(spec.scenes, int):
+        if spec.scenes > len(available):
+            f.at("scenes").fail(f"asked for {spec.scenes} scenes, {spec.name!r} has {len(available)}", f"1 .. {len(available)}")
+        return list(available[: spec.scenes])
+    known = set(available)
+    for k, scene in enumerate(spec.scenes):
+        if scene not in known:
+            shown = ", ".join(available[:10]) + (f", ... ({len(available)} in all)" if len(available) > 10 else "")
+            f.at(f"scenes[{k}]").fail(f"unknown scene {scene!r}", shown)
+    return list(spec.scenes)
+
+
+def _check_distinct(cells: list[Cell], source: str) -> None:
+    seen: dict[str, str] = {}
+    for cell in cells:
+        if cell.identity in seen:
+            raise SuiteError(f"{source}: cells {seen[cell.identity]} and {cell.cell_id} measure the same thing; remove one entry or change its options")
+        seen[cell.identity] = cell.cell_id

@@ -1,0 +1,75 @@
+"""The results store: durable appends, resume bookkeeping, damaged files, env.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.env import env_id, fingerprint
+from bench.store import ResultsError, ResultStore, read_rows
+
+
+def test_rows_append_and_newest_row_per_cell_wins(tmp_path):
+    store = ResultStore(tmp_path / "out")
+    store.open()
+    store.append({"id": "a", "status": "ok", "x": 1.0})
+    store.append({"id": "b", "status": "error", "x": float("nan")})
+    store.append({"id": "c", "status": "oom"})
+    store.append({"id": "b", "status": "ok", "x": 2.0})
+    lines = store.cells.read_text().splitlines()
+    assert len(lines) == 4 and json.loads(lines[1])["x"] is None  # NaN is written as null (strict JSON)
+    assert [(r["id"], r["status"]) for r in store.rows()] == [("a", "ok"), ("b", "ok"), ("c", "oom")]
+    assert store.done() == {"a", "b", "c"}
+
+
+def test_error_rows_are_not_done(tmp_path):
+    store = ResultStore(tmp_path)
+    store.open()
+    store.append({"id": "a", "status": "error"})
+    store.append({"id": "b", "status": "oom"})
+    assert store.done() == {"b"}
+
+
+def test_a_row_cut_short_by_a_kill_is_dropped(tmp_path):
+    store = ResultStore(tmp_path)
+    store.open()
+    store.append({"id": "a", "status": "ok"})
+    with store.cells.open("a") as f:
+        f.write('{"id": "b", "stat')  # killed while writing
+    assert [r["id"] for r in read_rows(tmp_path)] == ["a"]
+    store.open()  # the next run trims the partial line before appending
+    store.append({"id": "b", "status": "ok"})
+    assert [r["id"] for r in read_rows(tmp_path)] == ["a", "b"]
+    assert store.cells.read_text().count("\n") == 2
+
+
+def test_damaged_rows_are_a_clear_error(tmp_path):
+    (tmp_path / "cells.jsonl").write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
+    with pytest.raises(ResultsError, match="cells.jsonl: line 2 is not a JSON row"):
+        read_rows(tmp_path)
+    with pytest.raises(ResultsError, match="no results here"):
+        read_rows(tmp_path / "elsewhere")
+
+
+def test_reset_forgets_everything(tmp_path):
+    store = ResultStore(tmp_path)
+    store.open()
+    store.append({"id": "a", "status": "ok"})
+    store.record_env(fingerprint("cpu"))
+    store.reset()
+    assert store.rows() == [] and not store.env.exists()
+
+
+def test_env_json_keeps_one_entry_per_environment(tmp_path):
+    store = ResultStore(tmp_path)
+    store.open()
+    env = fingerprint("cpu")
+    for key in ("git_commit", "python", "torch", "cuda", "cudnn", "gpu", "gpu_memory_gib", "cpu", "hostname", "time"):
+        assert key in env
+    first = store.record_env(env)
+    assert store.record_env({**env, "time": "later"}) == first  # the time is not part of the id
+    other = store.record_env({**env, "git_commit": "0" * 40})
+    assert other != first
+    assert set(json.loads(store.env.read_text())) == {first, other}
+    assert env_id(env) == first
