@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from datasets_adapters.sequence import unproject_depth
+
 FLOOR_Y, FLOOR_HALF = -1.0, 3.0
 
 
@@ -281,12 +283,10 @@ def write_co3d_category(root: Path, category: str, specs: list[Co3dSequenceSpec]
 
 
 def unproject(seq, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """World points of frame i's valid pixels from its GT depth, K and w2c (the adapter's outputs)."""
+    """World points of frame i's valid pixels from its GT depth, K and w2c (the adapter's outputs), and their (row, col)."""
+    points = unproject_depth(seq.depth[i : i + 1], seq.intrinsics[i : i + 1], seq.extrinsics[i : i + 1])[0]
     v, u = np.nonzero(seq.valid[i])
-    z = seq.depth[i][v, u].astype(np.float64)
-    cam = np.linalg.solve(seq.intrinsics[i], np.stack([u * z, v * z, z]))
-    rot, t = seq.extrinsics[i][:, :3], seq.extrinsics[i][:, 3]
-    return (rot.T @ (cam - t[:, None])).T, np.stack([v, u], axis=1)
+    return points[v, u], np.stack([v, u], axis=1)
 
 
 def project(seq, i: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

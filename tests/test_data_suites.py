@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from bench.cli import main
 from datasets_adapters import Sampling, create_adapter
 from tests.native_datasets import list_co3d_category, list_scannet_scene, list_seven_scenes_sequence, write_seven_scenes_splits
 
@@ -85,3 +87,25 @@ def test_dense_spreads_100_to_1000_frames_over_long_sequences(roots, dataset, sc
     for selections in got.values():
         assert [len(set(s)) for s in selections] == entry["frames"]
         assert all(s[0] == "0" or s[0] == "000000" for s in selections)
+
+
+def test_dense_dry_run_lists_the_expected_cells(roots, monkeypatch, tmp_path):
+    """`avggt-bench run dense.yaml --dry-run`: model × method × scene × frame count, nothing run.
+
+    The suite's models are swapped for the oracle and its metrics left out: what is under test is
+    the datasets side (scenes, frame counts) and the methods, not model code, checkpoints or metrics.
+    """
+    suite = yaml.safe_load((SUITES / "dense.yaml").read_text())
+    suite["models"] = [{"name": "oracle", "weights": "random"}]
+    del suite["metrics"]
+    (tmp_path / "dense.yaml").write_text(yaml.safe_dump(suite))
+    for variable, path in roots.items():
+        monkeypatch.setenv(variable, str(path))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "dense.yaml"), "--dry-run", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    listed = [line.split()[1] for line in result.output.splitlines() if line.startswith("todo")]
+    scenes = {"7scenes": ["chess/seq-03"], "scannet": ["scene0707_00", "scene0806_00"]}
+    methods = ["dense", "avggt", "sparse-vggt-50", "fastvggt"]
+    frames = (100, 200, 300, 500, 800, 1000)
+    assert listed == [f"oracle/{m}/{d}/{s}/{n}" for d, names in scenes.items() for s in names for n in frames for m in methods]
+    assert not (tmp_path / "out" / "cells.jsonl").exists()
