@@ -1,0 +1,48 @@
+"""What VGGT and pi3 share around their layers: input checks, precision, and the plan hookup.
+
+Both run their transformers under bf16 autocast on GPUs that support it (fp16 on older ones)
+and their heads in float32; both hand every global layer's attention to an attention plan;
+both bound per-token work to chunks of whole frames.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.methods.plan import AttentionPlan, Layout
+from bench.models.layers import Attend
+
+_AUTOCAST_DTYPES: dict[torch.device, torch.dtype] = {}
+
+
+def cuda_autocast_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the GPU supports it (compute capability ≥ 8), else fp16; asked once per device."""
+    if device.type != "cuda":
+        return torch.bfloat16
+    if device not in _AUTOCAST_DTYPES:
+        major, _ = torch.cuda.get_device_capability(device)
+        _AUTOCAST_DTYPES[device] = torch.bfloat16 if major >= 8 else torch.float16
+    return _AUTOCAST_DTYPES[device]
+
+
+def plan_attend(plan: AttentionPlan, layer: int, layout: Layout) -> Attend:
+    """The attention callable of global layer `layer`: the plan decides how it attends."""
+    return lambda q, k, v: plan.attend(layer, q, k, v, layout)
+
+
+def chunk_rows(chunk_frames: int | None, tokens_per_frame: int) -> int | None:
+    """Token rows in a chunk of `chunk_frames` whole frames (None: no chunking)."""
+    return None if not chunk_frames else chunk_frames * tokens_per_frame
+
+
+def check_images(images: torch.Tensor, patch_size: int, model: str, preprocess_mode: str | None) -> torch.Tensor:
+    """(S, 3, H, W) or (B, S, 3, H, W) → (B, S, 3, H, W), or one error saying what to change."""
+    if images.ndim == 4:
+        images = images[None]
+    if images.ndim != 5 or images.shape[2] != 3:
+        raise ValueError(f"{model} takes images shaped (S, 3, H, W) or (B, S, 3, H, W), got {tuple(images.shape)}")
+    height, width = images.shape[-2:]
+    if height % patch_size or width % patch_size:
+        hint = f"; preprocess with mode {preprocess_mode!r}" if preprocess_mode else ""
+        raise ValueError(f"{model} needs image sides divisible by {patch_size}, got {height}×{width}{hint}")
+    return images

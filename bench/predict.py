@@ -1,0 +1,121 @@
+"""Run one model on a set of images: `predict_images` (the API) and `predict`, the `avggt-bench predict` command.
+
+The command reads image files with PIL (alpha composited on white), preprocesses them with the
+model's mode (or --mode), resolves --method/-p into an attention plan, and writes the prediction
+with the preprocessed images to one .npz.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from bench.methods import MethodNotApplicable, resolve_plan
+from bench.methods.plan import AttentionPlan
+from bench.models import BenchModel, Prediction, create_model
+from bench.models.weights import WeightsError
+from bench.preprocess import PREPROCESS, ResizeMode
+from bench.registry import UnknownNameError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def predict_images(model: BenchModel, images: np.ndarray | torch.Tensor, plan: AttentionPlan | None = None) -> Prediction:
+    """Model-ready images (S, 3, H, W) in [0, 1] → the model's `Prediction`, on the model's device."""
+    device = next(model.parameters()).device
+    images = torch.as_tensor(images, dtype=torch.float32, device=device)
+    with torch.inference_mode():
+        return model.to_prediction(model.run(images, plan))
+
+
+def image_files(sources: tuple[str, ...] | list[str]) -> list[Path]:
+    """Each source a file or a folder (its image files, in natural name order: 2 before 10)."""
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted((p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+            if not found:
+                raise click.BadParameter(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {source}", param_hint="--images")
+            files += found
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise click.BadParameter(f"{source} is neither an image file nor a folder", param_hint="--images")
+    return files
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def load_image(path: Path) -> np.ndarray:
+    """An image file → (3, H, W) float32 in [0, 1]; transparency composited on white, as the official loader does."""
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
+            rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    except OSError as err:
+        raise click.BadParameter(f"cannot read image {path}: {err}", param_hint="--images") from None
+    return rgb.transpose(2, 0, 1)
+
+
+def save_prediction(path: Path, prediction: Prediction, images: np.ndarray) -> None:
+    """One .npz: extrinsic (S,3,4) w2c, intrinsic (S,3,3), dense maps, the raw outputs by name, and images."""
+    arrays = {
+        "extrinsic": prediction.extrinsics,
+        "intrinsic": prediction.intrinsics,
+        "depth": prediction.depth,
+        "depth_conf": prediction.depth_conf,
+        "world_points": prediction.world_points,
+        "world_points_conf": prediction.world_points_conf,
+        **prediction.raw,
+        "images": images,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+
+
+def _parse_params(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    params = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {item!r}", ctx=ctx, param=param)
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+@click.command("predict")
+@click.option("--model", "model_name", default="vggt-1b", show_default=True, help="registered model name")
+@click.option("--weights", required=True, help="local .pt/.safetensors file, cached Hugging Face id, or 'random'")
+@click.option("--method", default="dense", show_default=True, help="method preset (attention plan)")
+@click.option("-p", "--param", "params", multiple=True, callback=_parse_params, metavar="KEY=VALUE", help="method parameter override (repeatable; YAML values)")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="default: cuda when available")
+@click.option("--images", "sources", multiple=True, required=True, help="a folder of images, or image files (repeatable)")
+@click.option("--mode", default=None, help="preprocessing mode (crop, pad); default: the model's")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="output .npz")
+def predict(model_name: str, weights: str, method: str, params: dict[str, Any], device: str | None, sources: tuple[str, ...], mode: str | None, out: Path) -> None:
+    """Run a model on images and write its prediction to an .npz."""
+    files = image_files(sources)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model = create_model(model_name, weights=weights, device=device)
+        plan = resolve_plan(method, params, model.family, model.num_global_layers)
+        preprocessing = PREPROCESS.get(mode or model.preprocess_mode)
+    except (UnknownNameError, WeightsError, MethodNotApplicable, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    if not isinstance(preprocessing, ResizeMode):
+        raise click.BadParameter(f"mode {mode!r} does not resize images for a model", param_hint="--mode")
+    images = preprocessing.images([load_image(f) for f in files]).astype(np.float32)
+    prediction = predict_images(model, images, plan)
+    save_prediction(out, prediction, images)
+    click.echo(f"{len(files)} images ({images.shape[2]}×{images.shape[3]}) → {out}")
+
