@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.preprocess import preprocess
 from datasets_adapters import DATASETS, DatasetError, Sampling
 from tests.native_datasets import (
     SEVEN_HW,
@@ -15,6 +16,7 @@ from tests.native_datasets import (
     check_seen_from,
     look_at_c2w,
     orbit_eyes,
+    raycast,
     save_matrix,
     save_uint16_png,
     seven_scenes_k,
@@ -156,3 +158,21 @@ def test_8_bit_depth_png_is_rejected(small):
     Image.new("L", (640, 480)).save(small / "chess/seq-03/frame-000000.depth.proj.png")
     with pytest.raises(DatasetError, match=r"frame-000000\.depth\.proj\.png: expected a 16-bit single-channel PNG, got PIL mode 'L'"):
         adapter(small).load_frames("chess/seq-03", ["000000"])
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+def test_shared_preprocessing_keeps_depth_and_cameras_consistent(seven, mode):
+    """The runner feeds adapter sequences through bench.preprocess; the 518-px images it makes still
+    see the scene where the transformed K, pose and depth say (away from depth edges)."""
+    root, _ = seven
+    seq = preprocess(adapter(root).load("chess/seq-03", 2, Sampling(kind="first-n")), mode)
+    assert seq.images.shape[-1] == 518 and seq.depth.shape == seq.images.shape[:1] + seq.images.shape[2:]
+    eyes = orbit_eyes(4, start=0.2 * 3)
+    for i, fid in enumerate(seq.frame_ids):
+        c2w = look_at_c2w(eyes[int(fid)])
+        v, u = np.nonzero(seq.valid[i])
+        k = seq.intrinsics[i]
+        dirs = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones(len(u))], axis=-1)
+        true_depth = raycast(c2w[:3, 3], dirs @ c2w[:3, :3].T)
+        agree = np.abs(seq.depth[i][v, u] - true_depth) < 0.02
+        assert agree.mean() > 0.99  # a K off by one pixel gives about 0.97
