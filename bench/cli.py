@@ -19,7 +19,9 @@ from bench import report as report_mod
 from bench import runner
 from bench.store import ResultsError, ResultStore, read_rows
 from bench.methods import METHODS
+from bench.methods.presets import method_summary
 from bench.models import MODELS
+from bench.predict import predict
 from bench.preprocess import PREPROCESS
 from bench.suite import SuiteError, check_device, expand, load_suite
 from datasets_adapters import DATASETS
@@ -163,7 +165,10 @@ def compare_command(baseline: Path, new: Path, tolerances: Path | None) -> None:
 def list_command(kind: str) -> None:
     """List the registered models, methods, datasets, metrics or preprocess modes."""
     registry = REGISTRIES[kind]
-    rows = [(name, registry.help(name)) for name in registry]
+    if kind == "methods":
+        rows = [(name, f"{registry.help(name)}\n  {method_summary(name)}") for name in registry]
+    else:
+        rows = [(name, registry.help(name)) for name in registry]
     click.echo(tabulate(rows, headers=["name", "description"], tablefmt="plain") if rows else f"(no {kind} registered)")
 
 
@@ -180,7 +185,7 @@ def validate_command(suite_path: Path) -> None:
     )
 
 
-for command in (run_command, report_command, compare_command, list_command, validate_command):
+for command in (run_command, report_command, compare_command, list_command, validate_command, predict):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from typing import Any
 import click
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 
 from bench.methods import MethodNotApplicable, resolve_plan
+from bench.methods.params import parse_overrides
 from bench.methods.plan import AttentionPlan
 from bench.models import BenchModel, Prediction, create_model
 from bench.models.weights import WeightsError
@@ -83,24 +83,21 @@ def save_prediction(path: Path, prediction: Prediction, images: np.ndarray) -> N
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
 
 
-def _parse_params(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
-    params = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected key=value, got {item!r}", ctx=ctx, param=param)
-        params[key] = yaml.safe_load(value)
-    return params
+def _parse_params(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return parse_overrides(values)
+    except ValueError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from None
 
 
 @click.command("predict")
 @click.option("--model", "model_name", default="vggt-1b", show_default=True, help="registered model name")
 @click.option("--weights", required=True, help="local .pt/.safetensors file, cached Hugging Face id, or 'random'")
 @click.option("--method", default="dense", show_default=True, help="method preset (attention plan)")
-@click.option("-p", "--param", "params", multiple=True, callback=_parse_params, metavar="KEY=VALUE", help="method parameter override (repeatable; YAML values)")
+@click.option("-p", "--param", "params", multiple=True, callback=_parse_params, metavar="KEY=VALUE", help="method parameter override, e.g. -p sigma=4 -p mean=false (repeatable)")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="default: cuda when available")
 @click.option("--images", "sources", multiple=True, required=True, help="a folder of images, or image files (repeatable)")
-@click.option("--mode", default=None, help="preprocessing mode (crop, pad); default: the model's")
+@click.option("--mode", default=None, help="preprocessing mode (crop, pad, pi3); default: the model's")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="output .npz")
 def predict(model_name: str, weights: str, method: str, params: dict[str, Any], device: str | None, sources: tuple[str, ...], mode: str | None, out: Path) -> None:
     """Run a model on images and write its prediction to an .npz."""

@@ -5,9 +5,9 @@ intrinsics, depth and valid mask describe exactly those pixels.
 
 The resizing modes are each one small function from an image size to a `FrameTransform` (resize,
 then crop or pad); `ResizeMode` applies it to images (a PIL filter, as the official loaders do:
-bicubic for VGGT), intrinsics (the same pixel map), and depth and validity (nearest neighbour, so
-depth is never blended across an edge; padding is invalid). Pixel centres sit at integer coordinates: a resize
-by s maps x to (x + 0.5)·s − 0.5.
+bicubic for VGGT, Lanczos for pi3), intrinsics (the same pixel map), and depth and validity
+(nearest neighbour, so depth is never blended across an edge; padding is invalid). Pixel centres
+sit at integer coordinates: a resize by s maps x to (x + 0.5)·s − 0.5.
 """
 
 from __future__ import annotations
@@ -142,3 +142,38 @@ def _vggt_pad(height: int, width: int) -> FrameTransform:
 
 PREPROCESS.register("crop", ResizeMode(_vggt_crop), help="VGGT's default: width 518, height to a multiple of 14, centre crop to 518")
 PREPROCESS.register("pad", ResizeMode(_vggt_pad), help="VGGT's pad mode: long side 518, padded with white to 518×518")
+
+
+PI3_PIXEL_LIMIT = 255_000  # pi3's loader: at most this many pixels per image
+
+
+def pi3_size(height: int, width: int, pixel_limit: int = PI3_PIXEL_LIMIT) -> tuple[int, int]:
+    """(h, w) that pi3's released loader resizes an H×W image to: the aspect ratio kept as far as
+    sides that are multiples of 14 allow, the area at most `pixel_limit` (small images grow).
+    Sides scaled to the limit are rounded to the nearest multiple (Python's round), then the side
+    that is too long for the aspect ratio loses one multiple at a time until the area fits.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"pi3 preprocessing: image size must be positive, got {height}×{width}")
+    scale = (pixel_limit / (width * height)) ** 0.5
+    target_w, target_h = width * scale, height * scale
+    cols, rows = round(target_w / PATCH), round(target_h / PATCH)
+    while cols * rows * PATCH * PATCH > pixel_limit:
+        if cols / rows > target_w / target_h:
+            cols -= 1
+        else:
+            rows -= 1
+    return max(1, rows) * PATCH, max(1, cols) * PATCH
+
+
+def _pi3_resize(height: int, width: int) -> FrameTransform:
+    """The whole image resized to `pi3_size` (no crop, no pad; the aspect ratio may change slightly)."""
+    size = pi3_size(height, width)
+    return FrameTransform(size, size)
+
+
+PREPROCESS.register(
+    "pi3",
+    ResizeMode(_pi3_resize, Image.Resampling.LANCZOS),
+    help="pi3's loader: Lanczos resize (no crop) to at most 255,000 pixels, sides multiples of 14",
+)

@@ -76,7 +76,7 @@ def test_folders_list_images_in_natural_order(folder):
         (["--images", "/no/such/place"], "neither an image file nor a folder"),
         (["--model", "vggt-huge"], "unknown model 'vggt-huge'; known: .*vggt-1b"),
         (["--method", "dense", "-p", "ratio=0.5"], "method dense takes no parameters"),
-        (["-p", "ratio"], "expected key=value"),
+        (["-p", "ratio"], "not of the form key=value"),
         (["--mode", "square"], "unknown preprocess mode 'square'"),
         (["--mode", "none"], "does not resize images"),
         (["--weights", "missing.safetensors"], "weights file not found: missing.safetensors"),

@@ -2,6 +2,7 @@
 
 from bench.models.base import MODELS, BenchModel, Prediction, WeightsInfo, create_model
 from bench.models import oracle  # noqa: F401  (registers "oracle")
+from bench.models import pi3 as _pi3  # noqa: F401  (registers pi3, pi3-tiny)
 from bench.models import vggt as _vggt  # noqa: F401  (registers vggt-1b, vggt-tiny)
 
 __all__ = ["MODELS", "BenchModel", "Prediction", "WeightsInfo", "create_model"]

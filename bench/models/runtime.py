@@ -7,10 +7,15 @@ both bound per-token work to chunks of whole frames.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
+from torch import nn
 
 from bench.methods.plan import AttentionPlan, Layout
 from bench.models.layers import Attend
+
+M = TypeVar("M", bound=nn.Module)
 
 _AUTOCAST_DTYPES: dict[torch.device, torch.dtype] = {}
 
@@ -46,3 +51,11 @@ def check_images(images: torch.Tensor, patch_size: int, model: str, preprocess_m
         hint = f"; preprocess with mode {preprocess_mode!r}" if preprocess_mode else ""
         raise ValueError(f"{model} needs image sides divisible by {patch_size}, got {height}×{width}{hint}")
     return images
+
+
+def for_inference(model: M, device: str | torch.device | None) -> M:
+    """`model` in eval mode without gradients, on `device` if given, else where it was built
+    (the CPU, or the meta device when the harness only reads a model's traits)."""
+    if device is not None:
+        model = model.to(device)
+    return model.eval().requires_grad_(False)

@@ -25,7 +25,7 @@ from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads import CameraHead, DPTHead
 from bench.models.layers import Block, DinoVisionTransformer, grid_positions, rope_table
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
-from bench.models.runtime import check_images, chunk_rows, cuda_autocast_dtype, plan_attend
+from bench.models.runtime import check_images, chunk_rows, cuda_autocast_dtype, for_inference, plan_attend
 from bench.models.weights import build_with_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -202,11 +202,8 @@ class VGGT(BenchModel):
 
 def _factory(cfg: VGGTConfig):
     def build(weights: str = "random", device: str | torch.device | None = None, seed: int = 0, **options: Any) -> VGGT:
-        """On `device` if given; else where it was built (the CPU, or the meta device for reading its traits)."""
         model = build_with_weights(lambda: VGGT(cfg, **options), weights, seed=seed, skip_prefixes=("track_head.",))
-        if device is not None:
-            model = model.to(device)
-        return model.eval().requires_grad_(False)
+        return for_inference(model, device)
 
     return build
 
