@@ -59,7 +59,13 @@ def main() -> None:
 @click.option("--device", callback=_device, metavar="cpu|cuda|cuda:N", help="Device to run on [default: the suite's `device`].")
 @click.option("--fresh", is_flag=True, help="Forget the rows already in the results folder and measure everything again.")
 @click.option("--dry-run", is_flag=True, help="List the cells (and whether each is already done) without running anything.")
-def run_command(suite_path: Path, out: Path | None, only: tuple[str, ...], device: str | None, fresh: bool, dry_run: bool) -> None:
+@click.option(
+    "--time-limit", type=click.FloatRange(min=0), metavar="SECONDS",
+    help="Start no new cell after this many seconds (for machines with a wall-time limit); run again to continue.",
+)
+def run_command(
+    suite_path: Path, out: Path | None, only: tuple[str, ...], device: str | None, fresh: bool, dry_run: bool, time_limit: float | None
+) -> None:
     """Run a suite: every model × method × dataset × scene × frame count.
 
     Each finished cell is appended to OUT/cells.jsonl at once (timing, metrics, configuration),
@@ -86,7 +92,7 @@ def run_command(suite_path: Path, out: Path | None, only: tuple[str, ...], devic
     if fresh:
         store.reset()
     try:
-        summary = runner.run(expansion, store, only)
+        summary = runner.run(expansion, store, only, time_limit=time_limit)
     except (runner.RunError, ResultsError) as err:
         raise click.ClickException(str(err)) from None
     counts = ", ".join(f"{n} {status}" for status, n in summary.statuses.items()) or "nothing new"
@@ -98,6 +104,8 @@ def run_command(suite_path: Path, out: Path | None, only: tuple[str, ...], devic
             err=True,
         )
         sys.exit(130)
+    if summary.out_of_time:
+        click.echo(f"Time limit reached: {summary.selected - summary.already_done - summary.recorded} cells left; run the same command again to continue.", err=True)
 
 
 @click.command("report")

@@ -12,6 +12,7 @@ import datetime as dt
 import fnmatch
 import gc
 import sys
+import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class RunSummary:
     already_done: int
     statuses: Counter = field(default_factory=Counter)  # status → rows recorded by this run
     interrupted: bool = False
+    out_of_time: bool = False  # stopped by the time limit with cells left
 
     @property
     def recorded(self) -> int:
@@ -114,8 +116,15 @@ def select(cells: list[Cell], only: Iterable[str] = ()) -> list[Cell]:
     return [c for c in cells if any(fnmatch.fnmatchcase(c.cell_id, p) for p in patterns)]
 
 
-def run(expansion: Expansion, store: ResultStore, only: Iterable[str] = (), progress: bool = True) -> RunSummary:
-    """Measure every selected cell not already in `store`, appending one row per cell."""
+def run(
+    expansion: Expansion, store: ResultStore, only: Iterable[str] = (), progress: bool = True, time_limit: float | None = None
+) -> RunSummary:
+    """Measure every selected cell not already in `store`, appending one row per cell.
+
+    With `time_limit` (seconds), no cell starts once that much time has passed; the cells left are
+    measured by the next run.
+    """
+    started = time.monotonic()
     cells = select(expansion.cells, only)
     device = cells[0].device if cells else "cpu"  # one device per expansion
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -130,6 +139,9 @@ def run(expansion: Expansion, store: ResultStore, only: Iterable[str] = (), prog
     bar = tqdm(todo, unit="cell", desc=cells[0].suite.name if cells else "", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         for cell in bar:
+            if time_limit is not None and time.monotonic() - started > time_limit:
+                summary.out_of_time = True
+                break
             bar.set_postfix_str(cell.cell_id, refresh=True)
             row = measure(cell, models, sequences, env_id)
             store.append(row)
@@ -210,7 +222,9 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dic
         stage = "forward pass"
         images = torch.from_numpy(seq.images).to(cell.device)
         timing = cell.suite.timing
-        raw, measured = time_forward(lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup, timing.repeats_for(seq.num_frames))
+        raw, measured = time_forward(
+            lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup_for(seq.num_frames), timing.repeats_for(seq.num_frames)
+        )
         row.update(measured.as_row(), plan=cell.plan.describe(seq.num_frames))  # after the run: plans may record kernels used
         stage = "converting the output"
         pred, gt = metric_inputs(model.to_prediction(raw), seq)

@@ -164,19 +164,30 @@ class DatasetSpec:
     preprocess: str | None  # None = the model's own preprocess_mode
 
 
+def _by_frames(default: int, table: tuple[tuple[int, int], ...], frames: int) -> int:
+    """The count for `frames` frames: the highest threshold of `table` reached decides, else `default`."""
+    count = default
+    for threshold, value in table:
+        if frames >= threshold:
+            count = value
+    return count
+
+
 @dataclass(frozen=True)
 class TimingSpec:
     warmup: int = 1
     repeats: int = 3
     repeats_above: tuple[tuple[int, int], ...] = ()  # (from this many frames, repeats), ascending
+    warmup_above: tuple[tuple[int, int], ...] = ()  # (from this many frames, warm-up runs), ascending
 
     def repeats_for(self, frames: int) -> int:
-        """Timed repeats for a cell of `frames` frames: the highest threshold reached decides."""
-        repeats = self.repeats
-        for threshold, count in self.repeats_above:
-            if frames >= threshold:
-                repeats = count
-        return repeats
+        """Timed repeats for a cell of `frames` frames."""
+        return _by_frames(self.repeats, self.repeats_above, frames)
+
+    def warmup_for(self, frames: int) -> int:
+        """Untimed warm-up runs for a cell of `frames` frames (long cells can skip them: the kernels
+        are already warm from the shorter cells before them)."""
+        return _by_frames(self.warmup, self.warmup_above, frames)
 
 
 @dataclass(frozen=True)
@@ -197,7 +208,7 @@ TOP_KEYS = ("name", "description", "device", "models", "methods", "datasets", "t
 MODEL_KEYS = ("name", "label", "weights", "options")
 METHOD_KEYS = ("name", "label", "params")
 DATASET_KEYS = ("name", "label", "root", "options", "scenes", "frames", "sampling", "preprocess")
-TIMING_KEYS = ("warmup", "repeats", "repeats_above")
+TIMING_KEYS = ("warmup", "repeats", "repeats_above", "warmup_above")
 SAMPLING_KEYS = ("kind", "stride", "start", "seed")
 
 
@@ -325,17 +336,22 @@ def _parse_timing(f: _Field) -> TimingSpec:
     keys = f.mapping(TIMING_KEYS)
     warmup = keys["warmup"].integer(0) if "warmup" in keys else TimingSpec.warmup
     repeats = keys["repeats"].integer(1) if "repeats" in keys else TimingSpec.repeats
-    above: list[tuple[int, int]] = []
-    if "repeats_above" in keys:
-        table = keys["repeats_above"]
-        if not isinstance(table.value, dict):
-            table.fail(f"expected a mapping of frame counts to repeats, got {_kind(table.value)}", "e.g. {300: 1}")
-        for threshold in table.value:
-            entry = _Field(f.source, f"{table.path}.{threshold}", table.value[threshold])
-            if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
-                entry.fail(f"bad frame count {threshold!r}", "an integer >= 1 (from this many frames on)")
-            above.append((threshold, entry.integer(1)))
-    return TimingSpec(warmup, repeats, tuple(sorted(above)))
+    repeats_above = _frame_table(keys["repeats_above"], 1) if "repeats_above" in keys else ()
+    warmup_above = _frame_table(keys["warmup_above"], 0) if "warmup_above" in keys else ()
+    return TimingSpec(warmup, repeats, repeats_above, warmup_above)
+
+
+def _frame_table(table: _Field, minimum: int) -> tuple[tuple[int, int], ...]:
+    """{frames: count} → ((frames, count), ...) ascending; counts are integers >= `minimum`."""
+    if not isinstance(table.value, dict):
+        table.fail(f"expected a mapping of frame counts to counts, got {_kind(table.value)}", "e.g. {300: 1}")
+    rows: list[tuple[int, int]] = []
+    for threshold in table.value:
+        entry = _Field(table.source, f"{table.path}.{threshold}", table.value[threshold])
+        if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
+            entry.fail(f"bad frame count {threshold!r}", "an integer >= 1 (from this many frames on)")
+        rows.append((threshold, entry.integer(minimum)))
+    return tuple(sorted(rows))
 
 
 def _parse_metrics(f: _Field) -> tuple[str, ...]:

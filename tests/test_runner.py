@@ -139,3 +139,13 @@ def test_cuda_without_cuda_is_refused_before_anything_runs(tmp_path, fake_metric
     with pytest.raises(RunError, match="use --device cpu"):
         run(expansion, ResultStore(tmp_path / "out"), progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_time_limit_stops_between_cells_and_the_next_run_continues(tmp_path, fake_metrics, monkeypatch):
+    clock = iter(range(0, 10_000, 10))  # every look at the clock is 10 s later
+    monkeypatch.setattr("bench.runner.time.monotonic", lambda: next(clock))
+    data = tiny_suite()
+    summary, store = run_suite(tmp_path, data, time_limit=15)  # start at 0, first cell at 10, then 20 > 15
+    assert summary.out_of_time and summary.recorded == 1
+    summary, store = run_suite(tmp_path, data)
+    assert not summary.out_of_time and summary.already_done == 1 and summary.recorded == summary.selected - 1

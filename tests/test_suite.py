@@ -274,6 +274,13 @@ def test_repeats_above_thresholds():
     assert [timing.repeats_for(n) for n in (8, 99, 100, 299, 300, 1000)] == [5, 5, 3, 3, 1, 1]
 
 
+def test_warmup_above_is_read_from_the_suite(tmp_path, fake_metrics):
+    suite = load_suite(write_suite(tmp_path, tiny_suite(timing={"warmup": 2, "warmup_above": {500: 0, 100: 1}})))
+    assert [suite.timing.warmup_for(n) for n in (8, 100, 499, 500)] == [2, 1, 1, 0]
+    message = error_of(tmp_path, tiny_suite(timing={"warmup_above": {100: -1}}))
+    assert "timing.warmup_above.100: expected an integer >= 0" in message
+
+
 def test_a_default_preprocess_mode_that_does_not_exist(tmp_path, fake_metrics, register):
     class Cropping(OracleModel):
         preprocess_mode = "t_missing_mode"

@@ -110,6 +110,11 @@ class Plan:
         rule = self.layers[layer]
         return OPERATORS.get(rule.operator).run(q, k, v, layout, kernel=self.kernel, **rule.params)
 
+    def layer_flops(self, layer: int, layout: Layout, dim: int) -> float:
+        """Floating-point operations of global layer `layer`'s attention (dim = heads × head_dim)."""
+        rule = self.layers[layer]
+        return OPERATORS.get(rule.operator).flops(rule.params, layout, dim)
+
     def describe(self, frames: int | None = None) -> dict:
         """Method, settings, kernel, and consecutive layers with the same operator and parameters."""
         groups: list[tuple[int, int, LayerRule]] = []

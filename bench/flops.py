@@ -1,0 +1,83 @@
+"""The FLOP model: how many floating-point operations a model does on S frames under a plan.
+
+Global attention is counted per layer by the plan's operators (closed-form, bench/methods/operators.py);
+everything else the model computes (linear layers, convolutions, frame attention, the heads) is
+counted by PyTorch's FlopCounterMode on a forward over fake tensors, so nothing is allocated and
+1000 frames count as fast as 2. Dividing each part by a measured rate (bf16 GEMM, attention kernel)
+gives the time a method should take, which the speed sweep compares with what it measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from bench.methods.plan import Layout, Plan
+from bench.models import BenchModel, create_model
+
+
+
+def _sdpa_shapes_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# On the CPU, SDPA runs as this op, which FlopCounterMode does not know by default.
+_CPU_SDPA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_shapes_flops}
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    global_attention: float  # the plan's global-attention layers
+    other: float  # linear layers, convolutions, frame attention, heads
+
+    @property
+    def total(self) -> float:
+        return self.global_attention + self.other
+
+    def seconds(self, attention_flops_per_s: float, gemm_flops_per_s: float) -> float:
+        """Predicted time at the given sustained rates: attention kernel for the global layers, GEMM for the rest."""
+        return self.global_attention / attention_flops_per_s + self.other / gemm_flops_per_s
+
+
+class _RecordingPlan:
+    """Stands in for a plan during a fake forward: notes each global layer's call, computes nothing."""
+
+    is_dense = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, Layout, int]] = []
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout) -> torch.Tensor:
+        self.calls.append((layer, layout, q.shape[1] * q.shape[3]))
+        return torch.empty_like(q)
+
+
+@lru_cache(maxsize=2)
+def _fake_model(name: str) -> tuple[BenchModel, FakeTensorMode]:
+    with torch.device("meta"):
+        model = create_model(name, weights="random")
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    with mode:
+        model = model.to_empty(device="cpu").eval()
+    return model, mode
+
+
+@lru_cache(maxsize=64)
+def _plan_independent(model_name: str, frames: int, image_size: tuple[int, int]) -> tuple[float, tuple[tuple[int, Layout, int], ...]]:
+    """FLOPs outside global attention (the same under every plan) and the global-attention calls."""
+    model, mode = _fake_model(model_name)
+    recording = _RecordingPlan()
+    with mode, torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_CPU_SDPA) as counter:
+        model(torch.empty(frames, 3, *image_size), plan=recording)
+    return float(counter.get_total_flops()), tuple(recording.calls)
+
+
+def count_flops(model_name: str, plan: Plan, frames: int, image_size: tuple[int, int]) -> FlopCount:
+    """FLOPs of one forward of registered model `model_name` on `frames` images of `image_size` (H, W)."""
+    other, calls = _plan_independent(model_name, frames, tuple(image_size))
+    attention = sum(plan.layer_flops(layer, layout, dim) for layer, layout, dim in calls)
+    return FlopCount(global_attention=attention, other=other)

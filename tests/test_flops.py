@@ -1,0 +1,43 @@
+"""The FLOP model against a direct count and against closed forms."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.flops import _CPU_SDPA, count_flops
+from bench.methods import resolve_plan
+from bench.models import create_model
+
+SIZE = (56, 70)  # 4×5 patches of 14 px
+
+
+@pytest.mark.parametrize("name, family", [("vggt-tiny", "vggt"), ("pi3-tiny", "pi3")])
+def test_dense_total_equals_a_counted_real_forward(name, family):
+    model = create_model(name, weights="random").eval()
+    plan = resolve_plan("dense", {}, family, model.num_global_layers)
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_CPU_SDPA) as counter:
+        model(torch.rand(3, 3, *SIZE), plan=plan)
+    assert count_flops(name, plan, 3, SIZE).total == pytest.approx(counter.get_total_flops(), rel=1e-9)
+
+
+def test_global_attention_closed_forms():
+    model = create_model("vggt-tiny", weights="random")
+    layers, dim = model.num_global_layers, model.aggregator.global_blocks[0].attn.qkv.in_features
+    frames, tokens = 4, 5 + 4 * 5
+    n = frames * tokens
+
+    def attention(method, **params):
+        return count_flops("vggt-tiny", resolve_plan(method, params, "vggt", layers), frames, SIZE).global_attention
+
+    assert attention("dense") == layers * 4 * n * n * dim
+    assert attention("g2f", frame_layers="all") == layers * frames * 4 * tokens * tokens * dim
+    kept = (frames - 1) * (5 + 2 * 3) + tokens  # 2×2 windows over a 4×5 grid keep 2×3 patches; frame 0 whole
+    assert attention("avggt", frame_layers="none", sigma=4) == layers * 4 * n * kept * dim
+    assert attention("avggt", frame_layers="none", sigma=1) == attention("dense")
+
+
+def test_everything_but_global_attention_is_the_same_under_every_plan():
+    layers = create_model("vggt-tiny", weights="random").num_global_layers
+    counts = [count_flops("vggt-tiny", resolve_plan(m, {}, "vggt", layers), 2, SIZE) for m in ("dense", "avggt", "fastvggt")]
+    assert len({c.other for c in counts}) == 1
+    assert counts[1].global_attention < counts[0].global_attention
