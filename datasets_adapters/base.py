@@ -6,7 +6,9 @@ models. Sampling is decided here, once, so every adapter samples the same way.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.registry import Registry
@@ -16,6 +18,16 @@ from datasets_adapters.sequence import Sequence
 
 class DatasetError(ValueError):
     """Data on disk that cannot be read as the dataset says it should be; the message names the file."""
+
+
+@dataclass
+class SceneInventory:
+    """What is on disk for one scene: the usable frames, and what `check-data` reports about the rest."""
+
+    scene: str
+    frames: list[str]  # usable frame ids in temporal order
+    invalid: list[str] = field(default_factory=list)  # frames dropped because their pose is -inf / NaN
+    missing: list[str] = field(default_factory=list)  # paths of files or folders the layout requires
 
 
 class DatasetAdapter(ABC):
@@ -37,6 +49,14 @@ class DatasetAdapter(ABC):
     def load_frames(self, scene: str, frame_ids: list[str]) -> Sequence:
         """Read exactly these frames of `scene`."""
 
+    def inventory(self, scene: str) -> SceneInventory:
+        """What is on disk for `scene`; adapters that can find invalid poses or missing files override it."""
+        return SceneInventory(scene=scene, frames=self.frame_ids(scene))
+
+    def notes(self) -> list[str]:
+        """Lines for `check-data` about what the protocol filters dropped (e.g. short sequences)."""
+        return []
+
     def load(self, scene: str, num_frames: int | None, sampling: Sampling) -> Sequence:
         ids = self.frame_ids(scene)
         try:
@@ -44,8 +64,79 @@ class DatasetAdapter(ABC):
         except ValueError as err:
             raise DatasetError(f"{self.name}/{scene}: {err}") from None
         seq = self.load_frames(scene, [ids[i] for i in idx])
-        seq.sampling = {**sampling.as_row(), "frames_available": len(ids)}
+        seq.sampling = {
+            **sampling.as_row(),
+            "frames_available": len(ids),
+            "frames_skipped": len(self.inventory(scene).invalid),
+        }
         return seq
 
 
+class ScannedAdapter(DatasetAdapter):
+    """An adapter whose frame list comes from scanning the scene on disk once (cached per scene).
+
+    Subclasses implement `scan`; frames with invalid poses are dropped there and counted, and a
+    scene with missing files fails with one error listing them.
+    """
+
+    root_variable: str = "DATA_ROOT"  # the environment variable the shipped suites read the root from
+
+    def __init__(self, root: str | Path | None = None, **options) -> None:
+        super().__init__(root, **options)
+        if self.root is None:
+            raise DatasetError(f"dataset {self.name!r} needs a root folder (suite field `root:`, e.g. ${{{self.root_variable}}})")
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: missing folder (the {self.name} root)")
+        self._inventories: dict[str, SceneInventory] = {}
+        self._notes: list[str] = []
+
+    def notes(self) -> list[str]:
+        return list(self._notes)
+
+    def _long_enough(self, scenes: list[str], min_frames: int) -> list[str]:
+        """`scenes` without those that have fewer than `min_frames` usable frames (noted for check-data).
+
+        Scenes with missing files stay, so that running or checking them reports the missing files.
+        """
+        if min_frames <= 1:
+            return scenes
+        kept = [s for s in scenes if self.inventory(s).missing or len(self.inventory(s).frames) >= min_frames]
+        if len(kept) < len(scenes):
+            short = [s for s in scenes if s not in kept]
+            note = f"{len(short)} scene(s) with fewer than min_frames={min_frames} usable frames left out: {', '.join(short)}"
+            if note not in self._notes:
+                self._notes.append(note)
+        return kept
+
+    @abstractmethod
+    def scan(self, scene: str) -> SceneInventory:
+        """Walk `scene` on disk: usable frames, frames with invalid poses, missing files."""
+
+    def inventory(self, scene: str) -> SceneInventory:
+        if scene not in self._inventories:
+            self._inventories[scene] = self.scan(scene)
+        return self._inventories[scene]
+
+    def frame_ids(self, scene: str) -> list[str]:
+        inv = self.inventory(scene)
+        if inv.missing:
+            more = f" (and {len(inv.missing) - 1} more)" if len(inv.missing) > 1 else ""
+            raise DatasetError(f"{inv.missing[0]}: missing{more}; run `avggt-bench check-data {self.name} {self.root}` for the full list")
+        if not inv.frames:
+            raise DatasetError(f"{self.name}/{scene}: no usable frames ({len(inv.invalid)} with invalid poses)")
+        return inv.frames
+
+
 DATASETS: Registry = Registry("dataset")
+
+
+def create_adapter(name: str, root: str | Path | None = None, **options) -> DatasetAdapter:
+    """The registered adapter `name` for `root`; an option its constructor does not take is a clear error."""
+    cls = DATASETS.get(name)
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        allowed = [k for k, p in params.items() if k != "root" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise DatasetError(f"dataset {name!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or '(none)'}")
+    return cls(root=root, **options)
