@@ -21,6 +21,7 @@ from bench.store import ResultsError, ResultStore, read_rows
 from bench.methods import METHODS
 from bench.methods.presets import method_summary
 from bench.models import MODELS
+from bench.check_data import check_data
 from bench.predict import predict
 from bench.preprocess import PREPROCESS
 from bench.suite import SuiteError, check_device, expand, load_suite
@@ -193,7 +194,7 @@ def validate_command(suite_path: Path) -> None:
     )
 
 
-for command in (run_command, report_command, compare_command, list_command, validate_command, predict):
+for command in (run_command, report_command, compare_command, list_command, validate_command, predict, check_data):
     main.add_command(command)
 
 if __name__ == "__main__":
