@@ -52,10 +52,14 @@ def _gpu(device: str) -> dict[str, Any]:
 
 
 def fingerprint(device: str) -> dict[str, Any]:
-    """Code version, library versions and hardware of this run (`device` picks the GPU described)."""
+    """Code version, library versions and hardware of this run (`device` picks the GPU described).
+
+    A copy of the project without its git folder (a tree shipped to a GPU machine) names its
+    commit in AVGGT_BENCH_GIT_COMMIT.
+    """
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
+        "git_commit": _git("rev-parse", "HEAD") or os.environ.get("AVGGT_BENCH_GIT_COMMIT"),
         "git_dirty": None if status is None else bool(status),
         "bench_version": bench.__version__,
         "python": platform.python_version(),

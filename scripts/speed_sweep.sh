@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The speed sweep (suites/speed.yaml) on a GPU machine, in pieces that each end within a time limit.
+#
+#   scripts/speed_sweep.sh OUT_DIR [SECONDS] [--only GLOB ...]
+#
+# Starts from the rows already committed in results/speed-h100 (copied into OUT_DIR), measures
+# the cells still missing (those matching --only, if given) and starts no new cell after SECONDS
+# (default 420). Bring OUT_DIR/cells.jsonl back into results/speed-h100 and run again until
+# nothing is left; every run resumes where the last stopped. Wheels carried in .whl (packages the
+# GPU machine lacks, e.g. evo) are installed first.
+set -euo pipefail
+out=$1; shift
+limit=420
+if [[ $# -gt 0 && $1 != --* ]]; then limit=$1; shift; fi
+cd "$(dirname "$0")/.."
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+mkdir -p "$out"
+for f in cells.jsonl env.json; do
+  [[ -f results/speed-h100/$f ]] && cp "results/speed-h100/$f" "$out/"
+done
+python3 -m bench.cli run suites/speed.yaml --out "$out" --time-limit "$limit" "$@"
