@@ -90,14 +90,17 @@ def profile_cell(model, plan, images: torch.Tensor, warmup: int) -> dict:
                 torch.cuda.synchronize()
         wall = time.perf_counter() - begin
     by_class = {"attention": 0.0, "matmul": 0.0, "other": 0.0}
+    kernels: list[tuple[float, str]] = []
     for event in prof.key_averages():
         device_time = getattr(event, "self_device_time_total", 0) if cuda else event.self_cpu_time_total
         if device_time and (not cuda or event.device_type.name == "CUDA"):
             by_class[kernel_class(event.key)] += device_time / 1e6
+            kernels.append((device_time / 1e6, event.key))
+    top = [{"kernel": name[:120], "class": kernel_class(name), "s": t} for t, name in sorted(kernels, reverse=True)[:15]]
     modules = timer.seconds() if timer else {}
     if timer:
         timer.remove()
-    return {"wall_s": wall, "kernel_s": by_class, "module_s": modules}
+    return {"wall_s": wall, "kernel_s": by_class, "module_s": modules, "top_kernels": top}
 
 
 @click.command()
