@@ -19,7 +19,9 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 mkdir -p "$out"
-for f in cells.jsonl env.json; do
-  [[ -f results/speed-h100/$f ]] && cp "results/speed-h100/$f" "$out/"
-done
+if [[ "$(realpath "$out")" != "$(realpath -m results/speed-h100)" ]]; then
+  for f in cells.jsonl env.json; do
+    if [[ -f results/speed-h100/$f ]]; then cp "results/speed-h100/$f" "$out/"; fi
+  done
+fi
 python3 -m bench.cli run suites/speed.yaml --out "$out" --time-limit "$limit" "$@"

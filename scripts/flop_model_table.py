@@ -1,0 +1,65 @@
+"""Measured forward times of a results folder next to the FLOP model's prediction.
+
+    python scripts/flop_model_table.py results/speed-h100 --attention-tflops 420 --gemm-tflops 760
+
+For every ok row, the FLOP model (bench/flops.py) counts the global attention of its plan and the
+rest of the model for the same frame count and image size; the prediction is global attention at
+the measured rate of the attention kernel plus the rest at the measured bf16 GEMM rate (both from
+the same GPU; defaults are the H100 figures in results/operators-h100 and REFERENCE.md). Writes
+flop_model.md and flop_model.csv into the results folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+import torch
+from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.flops import count_flops  # noqa: E402
+from bench.methods import resolve_plan  # noqa: E402
+from bench.models import create_model  # noqa: E402
+from bench.store import read_rows  # noqa: E402
+
+
+@click.command()
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--attention-tflops", default=420.0, show_default=True, help="sustained dense attention rate (cuDNN SDPA, bf16)")
+@click.option("--gemm-tflops", default=760.0, show_default=True, help="sustained bf16 matrix-product rate")
+def main(results_dir: Path, attention_tflops: float, gemm_tflops: float) -> None:
+    rows = [r for r in read_rows(results_dir) if r["status"] == "ok"]
+    traits: dict[str, tuple[str, int]] = {}
+    table = []
+    for row in sorted(rows, key=lambda r: (r["model_name"], r["frames_used"], r["method"])):
+        name = row["model_name"]
+        if name not in traits:
+            with torch.device("meta"):
+                model = create_model(name, weights="random")
+            traits[name] = (model.family, model.num_global_layers)
+        family, layers = traits[name]
+        plan = resolve_plan(row["method_name"], row["method_params"], family, layers)
+        flops = count_flops(name, plan, row["frames_used"], tuple(row["image_size"]))
+        predicted = flops.seconds(attention_tflops * 1e12, gemm_tflops * 1e12)
+        table.append({
+            "model": row["model"], "method": row["method"], "frames": row["frames_used"],
+            "global_attention_tflop": flops.global_attention / 1e12, "other_tflop": flops.other / 1e12,
+            "predicted_s": predicted, "measured_s": row["time_median_s"], "measured_over_predicted": row["time_median_s"] / predicted,
+        })
+        print(f"{row['model']} {row['method']} {row['frames_used']}: predicted {predicted:.3f} s, measured {row['time_median_s']:.3f} s", flush=True)
+    frame = pd.DataFrame(table)
+    frame.to_csv(results_dir / "flop_model.csv", index=False)
+    header = (
+        f"FLOP model vs measured: global attention at {attention_tflops:g} TFLOP/s, everything else at "
+        f"{gemm_tflops:g} TFLOP/s.\n\n"
+    )
+    (results_dir / "flop_model.md").write_text(header + tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f") + "\n")
+    print(f"wrote {results_dir / 'flop_model.md'}")
+
+
+if __name__ == "__main__":
+    main()
