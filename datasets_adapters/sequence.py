@@ -70,27 +70,3 @@ class Sequence:
             valid=None if self.valid is None else self.valid[idx],
             frame_ids=[self.frame_ids[i] for i in idx],
         )
-
-
-def camera_centres(extrinsics: np.ndarray) -> np.ndarray:
-    """World positions (S, 3) of w2c cameras [R|t]: C = −Rᵀ t."""
-    return -np.einsum("sji,sj->si", extrinsics[:, :, :3], extrinsics[:, :, 3])
-
-
-def unproject_depth(depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
-    """World points (S, H, W, 3) of z-depth maps (S, H, W) seen by w2c cameras.
-
-    Pixel (row i, column j) is the image point x = j, y = i, the convention of `intrinsics` here.
-    Invalid (zero) depth gives the camera centre; callers mask with the valid map. Written one
-    axis at a time: numpy's batched 3×3 products over millions of points are several times slower.
-    """
-    s, h, w = depth.shape
-    ys, xs = np.mgrid[0:h, 0:w].reshape(2, -1).astype(np.float64)
-    k_inv = np.linalg.inv(intrinsics)[..., None]  # (S, 3, 3, 1)
-    rot, trans = extrinsics[:, :, :3, None], extrinsics[:, :, 3, None]
-    z = depth.reshape(s, -1).astype(np.float64)
-    # X_cam − t, axis by axis: z · K⁻¹ [x, y, 1] − t
-    shifted = [z * (k_inv[:, a, 0] * xs + k_inv[:, a, 1] * ys + k_inv[:, a, 2]) - trans[:, a] for a in range(3)]
-    # X_world = Rᵀ (X_cam − t)
-    world = [rot[:, 0, b] * shifted[0] + rot[:, 1, b] * shifted[1] + rot[:, 2, b] * shifted[2] for b in range(3)]
-    return np.stack(world, axis=-1).reshape(s, h, w, 3)

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from datasets_adapters.base import DATASETS, DatasetAdapter, DatasetError
-from datasets_adapters.sequence import Sequence, camera_centres
+from datasets_adapters.sequence import Sequence
+from metrics.geometry import camera_centres
 
 ROOM_HALF = np.array([5.0, 5.0, 1.5])
 ROOM_CENTRE = np.array([0.0, 0.0, 1.5])

@@ -87,8 +87,9 @@ def transform_points(points: np.ndarray, linear: np.ndarray, offset: np.ndarray 
     return (moved if offset is None else moved + np.asarray(offset)[:, None]).T
 
 
-def unproject_depth(depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """World points (N, 3) of the masked pixels of z-depth maps (S, H, W), frame-major like ``array[mask]``.
+def unproject_depth(depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """World points (N, 3) of the masked pixels of z-depth maps (S, H, W), frame-major like ``array[mask]``;
+    without a mask, the point map (S, H, W, 3) of every pixel (zero depth gives the camera centre).
 
     Cameras are pixel K (S, 3, 3) and world-to-camera [R|t] (S, 3, 4); a pixel at column u, row v
     (integer coordinates, as in the VGGT/π³ unprojection) maps to X_cam = depth · K⁻¹ (u, v, 1)ᵀ
@@ -102,7 +103,8 @@ def unproject_depth(depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.nd
     pixel_to_ray = cam_to_world[:, :, :3] @ np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
     points = [np.empty((0, 3))]
     for frame in range(frames):
-        selected = mask[frame].ravel()
+        selected = slice(None) if mask is None else mask[frame].ravel()
         rays = (pixel_to_ray[frame] @ pixels)[:, selected]
         points.append((rays * depth[frame].ravel()[selected] + cam_to_world[frame, :, 3:]).T)
-    return np.concatenate(points, axis=0)
+    points = np.concatenate(points, axis=0)
+    return points if mask is not None else points.reshape(frames, height, width, 3)

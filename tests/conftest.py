@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from datasets_adapters.sequence import camera_centres
+from metrics.geometry import camera_centres
 from metrics import METRICS
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datasets_adapters.sequence import unproject_depth
+from metrics.geometry import unproject_depth
 
 FLOOR_Y, FLOOR_HALF = -1.0, 3.0
 

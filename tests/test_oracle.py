@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from bench.models import create_model
 from datasets_adapters import DATASETS, Sampling
-from datasets_adapters.sequence import camera_centres, unproject_depth
+from metrics.geometry import camera_centres, unproject_depth
 
 
 @pytest.fixture(scope="module")

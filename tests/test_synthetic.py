@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import map_coordinates
 
 from datasets_adapters import DATASETS, DatasetError, Sampling
-from datasets_adapters.sequence import camera_centres, unproject_depth
+from metrics.geometry import camera_centres, unproject_depth
 from datasets_adapters.synthetic import Box, cast_rays, look_at
 
 SMALL = {"length": 40, "height": 96, "width": 128}

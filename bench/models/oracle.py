@@ -14,7 +14,8 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from bench.models.base import MODELS, BenchModel, Prediction, WeightsInfo
-from datasets_adapters.sequence import Sequence, camera_centres, unproject_depth
+from datasets_adapters.sequence import Sequence
+from metrics.geometry import camera_centres, unproject_depth
 
 
 class OracleModel(BenchModel):

@@ -27,11 +27,8 @@ from bench.models.heads.pi3_camera_head import Pi3CameraHead, nearest_rotation
 from bench.models.heads.pi3_decoder import FrameDecoder, PixelShuffleHead
 from bench.models.intrinsics import intrinsics_from_local_points
 from bench.models.layers import Block, DinoVisionTransformer, RopeTable, grid_positions, rope_table
-from bench.models.runtime import check_images, chunk_rows, cuda_autocast_dtype, for_inference, plan_attend
+from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, for_inference, plan_attend
 from bench.models.weights import build_with_weights
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ from bench.models.layers import Attend
 
 M = TypeVar("M", bound=nn.Module)
 
+# The ImageNet statistics both DINOv2 encoders were trained with (π³ also stores them as buffers).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 _AUTOCAST_DTYPES: dict[torch.device, torch.dtype] = {}
 
 

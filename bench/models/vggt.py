@@ -25,11 +25,8 @@ from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads import CameraHead, DPTHead
 from bench.models.layers import Block, DinoVisionTransformer, grid_positions, rope_table
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
-from bench.models.runtime import check_images, chunk_rows, cuda_autocast_dtype, for_inference, plan_attend
+from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, for_inference, plan_attend
 from bench.models.weights import build_with_weights
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
