@@ -6,7 +6,8 @@ always fails the same way: one error that lists what is known.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import inspect
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -66,3 +67,16 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def accepted_options(fn: Callable[..., Any], leading: int) -> list[str] | None:
+    """The keyword options a registered callable takes after its first `leading` parameters (those
+    the harness passes itself: weights, root, pred and gt); None when it takes any (**kwargs) or its
+    signature cannot be read. One check for suite validation and for direct construction alike."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params[leading:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

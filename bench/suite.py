@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import metrics as metrics_pkg
 from bench.methods import METHODS, MethodNotApplicable, resolve_plan
 from bench.models import MODELS
 from bench.preprocess import PREPROCESS
+from bench.registry import accepted_options
 from datasets_adapters import DATASETS, DatasetAdapter, Sampling
 from datasets_adapters.sampling import SAMPLING_KINDS
 
@@ -382,17 +382,10 @@ def _unique_labels(specs: list, f: _Field) -> tuple:
 
 
 def _check_kwargs(fn: Callable, options: dict[str, Any], f: _Field, leading: int) -> None:
-    """Fail on options that `fn` does not take, when its signature says which it takes.
-
-    `leading` is the number of parameters the harness passes itself (weights, root, pred and gt).
-    """
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
+    """Fail on options that `fn` does not take, when its signature says which it takes."""
+    allowed = accepted_options(fn, leading)
+    if allowed is None:
         return
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    allowed = [p.name for p in params[leading:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for key in options:
         if key not in allowed:
             f.child(key).fail("unknown option", ", ".join(allowed) or "(no options)")

@@ -6,12 +6,11 @@ models. Sampling is decided here, once, so every adapter samples the same way.
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.registry import Registry
+from bench.registry import Registry, accepted_options
 from datasets_adapters.sampling import Sampling
 from datasets_adapters.sequence import Sequence
 
@@ -133,10 +132,8 @@ DATASETS: Registry = Registry("dataset")
 def create_adapter(name: str, root: str | Path | None = None, **options) -> DatasetAdapter:
     """The registered adapter `name` for `root`; an option its constructor does not take is a clear error."""
     cls = DATASETS.get(name)
-    params = inspect.signature(cls).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        allowed = [k for k, p in params.items() if k != "root" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise DatasetError(f"dataset {name!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or '(none)'}")
+    allowed = accepted_options(cls, leading=1)
+    unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise DatasetError(f"dataset {name!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or '(none)'}")
     return cls(root=root, **options)
