@@ -222,6 +222,7 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dic
         stage = "forward pass"
         images = torch.from_numpy(seq.images).to(cell.device)
         timing = cell.suite.timing
+        model.prime(images, cell.plan)
         raw, measured = time_forward(
             lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup_for(seq.num_frames), timing.repeats_for(seq.num_frames)
         )

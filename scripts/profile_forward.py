@@ -1,10 +1,11 @@
 """Where a forward pass spends its time: attention kernels, matrix products, the rest; backbone and heads.
 
     python scripts/profile_forward.py --model vggt-1b --methods vggt,avggt --frames 100,500 --out results/profile
+    python scripts/profile_forward.py --model vggt-1b --compile-blocks --out results/profile-compiled
     python scripts/profile_forward.py --model vggt-tiny --methods dense --frames 2 --device cpu --out /tmp/p   # toy run
 
-One profiled forward per (method, frame count) on random weights and random 518×392 images, after
---warmup untimed ones. Kernel time comes from the PyTorch profiler, each kernel put in one class by
+One timed and one profiled forward per (method, frame count) on random weights and random 518×392
+images, after --warmup untimed ones. Kernel time comes from the PyTorch profiler, each kernel put in one class by
 its name; the time of each top-level module of the model (the heads) from CUDA events around it.
 Next to it, the FLOP model (bench/flops.py) for the same cell. Writes profile.json and profile.md.
 """
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.flops import count_flops  # noqa: E402
 from bench.methods import resolve_plan  # noqa: E402
 from bench.models import create_model  # noqa: E402
+from bench.timing import time_forward  # noqa: E402
 
 # Kernel classes by name fragments, first match wins (cuDNN/flash/FlexAttention attention,
 # cuBLAS/CUTLASS matrix products and convolutions); everything else is elementwise work,
@@ -78,9 +80,9 @@ class ModuleTimer:
 
 def profile_cell(model, plan, images: torch.Tensor, warmup: int) -> dict:
     cuda = images.device.type == "cuda"
+    model.prime(images, plan)
+    _, timing = time_forward(lambda: model(images, plan=plan), images.device, warmup, repeats=1)
     with torch.inference_mode():
-        for _ in range(warmup):
-            model(images, plan=plan)
         timer = ModuleTimer(model) if cuda else None
         activities = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
         begin = time.perf_counter()
@@ -100,7 +102,7 @@ def profile_cell(model, plan, images: torch.Tensor, warmup: int) -> dict:
     modules = timer.seconds() if timer else {}
     if timer:
         timer.remove()
-    return {"wall_s": wall, "kernel_s": by_class, "module_s": modules, "top_kernels": top}
+    return {"time_s": timing.median_s, "peak_gib": timing.peak_mem_gib, "wall_s": wall, "kernel_s": by_class, "module_s": modules, "top_kernels": top}
 
 
 @click.command()
@@ -110,10 +112,11 @@ def profile_cell(model, plan, images: torch.Tensor, warmup: int) -> dict:
 @click.option("--size", default="392x518", show_default=True, help="image H×W")
 @click.option("--device", default="cuda", show_default=True)
 @click.option("--warmup", default=1, show_default=True)
+@click.option("--compile-blocks", is_flag=True, help="compile each block's per-token stages (model option compile_blocks)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def main(model_name: str, methods: str, frames: str, size: str, device: str, warmup: int, out: Path) -> None:
+def main(model_name: str, methods: str, frames: str, size: str, device: str, warmup: int, compile_blocks: bool, out: Path) -> None:
     height, width = (int(x) for x in size.lower().split("x"))
-    model = create_model(model_name, weights="random").to(device).eval()
+    model = create_model(model_name, weights="random", compile_blocks=compile_blocks).to(device).eval()
     rows = []
     for count in (int(f) for f in frames.split(",")):
         images = torch.rand(count, 3, height, width, device=device)
@@ -121,20 +124,20 @@ def main(model_name: str, methods: str, frames: str, size: str, device: str, war
             plan = resolve_plan(method, {}, model.family, model.num_global_layers)
             measured = profile_cell(model, plan, images, warmup)
             flops = count_flops(model_name, plan, count, (height, width))
-            rows.append({"model": model_name, "method": method, "frames": count, **measured,
+            rows.append({"model": model_name, "compiled": compile_blocks, "method": method, "frames": count, **measured,
                          "flops_global_attention": flops.global_attention, "flops_other": flops.other, "plan": plan.describe(count)})
             print(json.dumps(rows[-1]), flush=True)
         del images
     out.mkdir(parents=True, exist_ok=True)
     (out / "profile.json").write_text(json.dumps(rows, indent=1))
     table = [
-        [r["model"], r["method"], r["frames"], f"{r['wall_s']:.3f}",
+        [r["model"], r["compiled"], r["method"], r["frames"], f"{r['time_s']:.3f}", f"{r['peak_gib'] or 0:.1f}", f"{r['wall_s']:.3f}",
          *(f"{r['kernel_s'][c]:.3f}" for c in ("attention", "matmul", "other")),
          ", ".join(f"{k} {v:.3f}" for k, v in r["module_s"].items()),
          f"{r['flops_global_attention'] / 1e12:.1f}", f"{r['flops_other'] / 1e12:.1f}"]
         for r in rows
     ]
-    headers = ["model", "method", "frames", "wall s", "attention s", "matmul s", "other s", "modules s",
+    headers = ["model", "compiled", "method", "frames", "time s", "peak GiB", "profiled wall s", "attention s", "matmul s", "other s", "modules s",
                "global-attn TFLOP", "other TFLOP"]
     (out / "profile.md").write_text(tabulate(table, headers=headers, tablefmt="github") + "\n")
     print(tabulate(table, headers=headers, tablefmt="github"))

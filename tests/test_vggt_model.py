@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from bench.methods.plan import DensePlan
 from bench.models import MODELS, create_model
@@ -167,6 +168,27 @@ def test_chunking_does_not_change_outputs(images, outputs):
         out = chunked(images)
     for key in outputs:
         torch.testing.assert_close(out[key], outputs[key], rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_blocks_give_the_eager_outputs_and_compile_once(tiny, images):
+    """One compilation, made by `prime` on two frames, serves every block, frame count and chunk
+    (sizes other than 1 are symbolic; a one-frame chunk would get its own specialised graph)."""
+    six = torch.cat([images, images[:2]])  # chunks of 3 + 3 frames
+    with torch.inference_mode():
+        expected = tiny(six)
+    torch._dynamo.reset()
+    compiled = create_model("vggt-tiny", weights="random", seed=0, token_chunk_frames=3, compile_blocks=True)
+    assert compiled.compiled
+    counters.clear()
+    compiled.prime(images)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs > 0
+    compiled.prime(images)  # once per image size
+    with torch.inference_mode():
+        out = compiled(six)
+    assert counters["stats"]["unique_graphs"] == graphs
+    for key in expected:
+        torch.testing.assert_close(out[key], expected[key], rtol=1e-4, atol=1e-5)
 
 
 def test_aggregator_keeps_only_the_layers_heads_read(tiny, images):

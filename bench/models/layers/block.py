@@ -1,12 +1,22 @@
 """Pre-norm transformer block: x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x))).
 
-The per-token work (norms, projections, MLP) can run in chunks of rows so that a sequence of
-a million tokens never materialises its MLP hidden state or its float32 RoPE temporaries at
-once; only q, k, v (in the attention dtype) and the block's input and output are full size.
-Chunks hold whole frames when RoPE is on, so one frame's table rotates every chunk.
+The block runs in three stages: the per-token work before attention (norm1, qkv, qk-norm, RoPE),
+the attention itself (swappable: an attention plan's operator), and the per-token work after it
+(proj, layer scale, residual, norm2, MLP, residual). The two per-token stages are where a forward
+spends its memory-bound time (float32 norms and residuals, casts, RoPE, GELU); compiled, each
+becomes a few fused kernels. Every block of every model shares one compilation of each stage,
+made once with dynamic shapes, so frame counts and chunk sizes never recompile.
+
+The per-token stages can run in chunks of rows so that a sequence of a million tokens never
+materialises its MLP hidden state or its float32 RoPE temporaries at once; only q, k, v (in the
+attention dtype) and the block's input and output are full size. Chunks hold whole frames when
+RoPE is on, so one frame's table rotates every chunk.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
 
 import torch
 from torch import nn
@@ -38,6 +48,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=ffn_bias)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
+        self.compiled = False  # set by `compile_block_stages`
 
     def forward(
         self,
@@ -54,28 +65,39 @@ class Block(nn.Module):
         batch, tokens, dim = x.shape
         rows = x.reshape(batch * tokens, dim)
         spans = _row_spans(batch * tokens, chunk_rows, rope.period if rope is not None else 1)
-        heads, head_dim = self.attn.num_heads, self.attn.head_dim
+        before, after = _compiled_stages() if self.compiled else (attention_inputs, attention_output)
 
-        qkv = None
-        for span in spans:
-            q, k, v = self.attn.project(self.norm1(rows[span]), rope)
-            if qkv is None:
-                qkv = v.new_empty((3, batch * tokens, heads, head_dim))
-            qkv[0, span], qkv[1, span], qkv[2, span] = q, k, v
-        q, k, v = (t.view(batch, tokens, heads, head_dim).transpose(1, 2) for t in qkv)
+        qkv = _over_spans(spans, lambda span: before(self, rows[span], rope), row_dim=1)
+        q, k, v = (t.view(batch, tokens, self.attn.num_heads, self.attn.head_dim).transpose(1, 2) for t in qkv)
         attended = attend(q, k, v).transpose(1, 2).reshape(batch * tokens, dim)
         del qkv, q, k, v
-
-        out = None
-        for span in spans:
-            y = rows[span] + self.ls1(self.attn.proj(attended[span]))
-            if out is None:
-                out = y.new_empty((batch * tokens, dim))
-            out[span] = y
-        del attended
-        for span in spans:
-            out[span] += self.ls2(self.mlp(self.norm2(out[span])))
+        out = _over_spans(spans, lambda span: after(self, rows[span], attended[span]), row_dim=0)
         return out.view(batch, tokens, dim)
+
+
+def attention_inputs(block: Block, rows: torch.Tensor, rope: RopeTable | None) -> torch.Tensor:
+    """(rows, dim) tokens → q, k, v stacked as (3, rows, heads, head_dim) in the attention dtype."""
+    return torch.stack(block.attn.project(block.norm1(rows), rope))
+
+
+def attention_output(block: Block, rows: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+    """The block's output rows from its input rows and their attention result (rows, dim)."""
+    rows = rows + block.ls1(block.attn.proj(attended))
+    return rows + block.ls2(block.mlp(block.norm2(rows)))
+
+
+@lru_cache(maxsize=1)
+def _compiled_stages() -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+    """The two per-token stages compiled once for all blocks (parameters are graph inputs, so
+    blocks of one shape share a graph); compiled lazily so plain runs never need a compiler."""
+    return torch.compile(attention_inputs, dynamic=True), torch.compile(attention_output, dynamic=True)
+
+
+def compile_block_stages(module: nn.Module) -> None:
+    """Run the per-token stages of every `Block` inside `module` compiled (fused kernels)."""
+    for block in module.modules():
+        if isinstance(block, Block):
+            block.compiled = True
 
 
 def _row_spans(num_rows: int, chunk_rows: int | None, multiple: int) -> list[slice]:
@@ -84,3 +106,18 @@ def _row_spans(num_rows: int, chunk_rows: int | None, multiple: int) -> list[sli
         return [slice(0, num_rows)]
     step = max(multiple, chunk_rows // multiple * multiple)
     return [slice(start, min(start + step, num_rows)) for start in range(0, num_rows, step)]
+
+
+def _over_spans(spans: list[slice], stage: Callable[[slice], torch.Tensor], row_dim: int) -> torch.Tensor:
+    """`stage` of every span of rows, laid side by side along `row_dim` (one span: no copy)."""
+    if len(spans) == 1:
+        return stage(spans[0])
+    whole = None
+    for span in spans:
+        part = stage(span)
+        if whole is None:
+            shape = list(part.shape)
+            shape[row_dim] = spans[-1].stop
+            whole = part.new_empty(shape)
+        whole[(slice(None),) * row_dim + (span,)] = part
+    return whole
