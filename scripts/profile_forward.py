@@ -1,7 +1,7 @@
 """Where a forward pass spends its time: attention kernels, matrix products, the rest; backbone and heads.
 
     python scripts/profile_forward.py --model vggt-1b --methods vggt,avggt --frames 100,500 --out results/profile
-    python scripts/profile_forward.py --model vggt-1b --compile-blocks --out results/profile-compiled
+    python scripts/profile_forward.py --model vggt-1b --compile --out results/profile-compiled
     python scripts/profile_forward.py --model vggt-tiny --methods dense --frames 2 --device cpu --out /tmp/p   # toy run
 
 One timed and one profiled forward per (method, frame count) on random weights and random 518×392
@@ -112,11 +112,11 @@ def profile_cell(model, plan, images: torch.Tensor, warmup: int) -> dict:
 @click.option("--size", default="392x518", show_default=True, help="image H×W")
 @click.option("--device", default="cuda", show_default=True)
 @click.option("--warmup", default=1, show_default=True)
-@click.option("--compile-blocks", is_flag=True, help="compile each block's per-token stages (model option compile_blocks)")
+@click.option("--compile", "compile_stages", is_flag=True, help="compile the blocks' and heads' memory-bound stages (model option compile)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def main(model_name: str, methods: str, frames: str, size: str, device: str, warmup: int, compile_blocks: bool, out: Path) -> None:
+def main(model_name: str, methods: str, frames: str, size: str, device: str, warmup: int, compile_stages: bool, out: Path) -> None:
     height, width = (int(x) for x in size.lower().split("x"))
-    model = create_model(model_name, weights="random", compile_blocks=compile_blocks).to(device).eval()
+    model = create_model(model_name, weights="random", compile=compile_stages).to(device).eval()
     rows = []
     for count in (int(f) for f in frames.split(",")):
         images = torch.rand(count, 3, height, width, device=device)
@@ -124,7 +124,7 @@ def main(model_name: str, methods: str, frames: str, size: str, device: str, war
             plan = resolve_plan(method, {}, model.family, model.num_global_layers)
             measured = profile_cell(model, plan, images, warmup)
             flops = count_flops(model_name, plan, count, (height, width))
-            rows.append({"model": model_name, "compiled": compile_blocks, "method": method, "frames": count, **measured,
+            rows.append({"model": model_name, "compiled": compile_stages, "method": method, "frames": count, **measured,
                          "flops_global_attention": flops.global_attention, "flops_other": flops.other, "plan": plan.describe(count)})
             print(json.dumps(rows[-1]), flush=True)
         del images

@@ -105,8 +105,9 @@ def block_sparse(
     return out
 
 
+@lru_cache(maxsize=16)
 def _token_kinds(layout: Layout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of all special tokens and of all patch tokens, each in sequence order."""
+    """Indices of all special tokens and of all patch tokens, each in sequence order (once per layout)."""
     is_special = (torch.arange(layout.tokens_per_frame, device=device) < layout.special_tokens).repeat(layout.frames)
     return is_special.nonzero().squeeze(1), (~is_special).nonzero().squeeze(1)
 

@@ -16,6 +16,7 @@ kernel, and every merged source receives its target's output. With ratio 0 nothi
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import torch
@@ -55,11 +56,19 @@ def token_roles(layout: Layout, protected: float, seed: int) -> tuple[torch.Tens
     return target, guarded
 
 
-def merge_assignment(k: torch.Tensor, target: torch.Tensor, source: torch.Tensor, merges: int) -> torch.Tensor:
+@lru_cache(maxsize=16)
+def role_indices(layout: Layout, protected: float, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the targets and of the mergeable sources on `device`, made once per layout so
+    that no global layer waits on the host for them."""
+    target, guarded = token_roles(layout, protected, seed)
+    source = ~target & ~guarded
+    return target.nonzero().squeeze(1).to(device), source.nonzero().squeeze(1).to(device)
+
+
+def merge_assignment(k: torch.Tensor, target_index: torch.Tensor, source_index: torch.Tensor, merges: int) -> torch.Tensor:
     """(B, N) slot of every token in the merged sequence; merged sources share their target's slot."""
     batch, n = k.shape[0], k.shape[2]
     metric = F.normalize(k.transpose(1, 2).flatten(2), dim=-1)
-    target_index, source_index = target.nonzero().squeeze(1), source.nonzero().squeeze(1)
     targets_t = metric[:, target_index].transpose(1, 2)
     chunk = max(1, _MATCH_CHUNK_ELEMENTS // (batch * target_index.numel()))
     best_score, best_target = [], []
@@ -89,13 +98,12 @@ def merge_attention(
     seed: int,
 ) -> torch.Tensor:
     """Attention over merged tokens, each output copied back to every token merged into it."""
-    target, guarded = (m.to(q.device) for m in token_roles(layout, protected, seed))
-    source = ~target & ~guarded
-    merges = min(int(ratio * layout.num_tokens), int(source.sum()))
+    target_index, source_index = role_indices(layout, protected, seed, q.device)
+    merges = min(int(ratio * layout.num_tokens), source_index.numel())
     if merges == 0:
         slot = torch.arange(layout.num_tokens, device=q.device).expand(q.shape[0], -1)
     else:
-        slot = merge_assignment(k, target, source, merges)
+        slot = merge_assignment(k, target_index, source_index, merges)
     length = layout.num_tokens - merges
     index = slot[:, None, :, None].expand(q.shape)
     acc = torch.promote_types(q.dtype, torch.float32)

@@ -16,6 +16,7 @@ two extra terms are one score per query each, merged in closed form. Nothing N×
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import torch
@@ -40,6 +41,14 @@ def resolve_window(sigma: int | str, grid: tuple[int, int] | None, thresholds: t
     if grid is not None:
         return grid
     return SIGMA_WINDOWS[auto_sigma(frames, thresholds) if sigma == "auto" else int(sigma)]
+
+
+@lru_cache(maxsize=16)
+def kept_keys(layout: Layout, window: tuple[int, int], keep_reference: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept mask and the kept indices, made once per layout: every global layer of a forward
+    reuses them, so no layer waits on the host for the index count."""
+    kept = kept_tokens(layout, window, keep_reference, device)
+    return kept, kept.nonzero().squeeze(1)
 
 
 def kept_tokens(layout: Layout, window: tuple[int, int], keep_reference: bool, device: torch.device) -> torch.Tensor:
@@ -74,8 +83,7 @@ def subsample(
 ) -> torch.Tensor:
     """All queries over the kept keys (+ own key, + mean key), one softmax."""
     window = resolve_window(sigma, grid, sigma_thresholds, layout.frames)
-    kept = kept_tokens(layout, window, keep_reference, q.device)
-    kept_index = kept.nonzero().squeeze(1)
+    kept, kept_index = kept_keys(layout, window, keep_reference, q.device)
     k_kept, v_kept = k.index_select(2, kept_index), v.index_select(2, kept_index)
     dropped = layout.num_tokens - kept_index.numel()
     if dropped == 0 or not (diagonal or mean):

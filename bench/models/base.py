@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.models.layers.block import compile_block_stages
+from bench.models.layers.compile import compile_stages
 from bench.registry import Registry
 
 if TYPE_CHECKING:
@@ -63,14 +63,16 @@ class BenchModel(nn.Module):
         self.compiled = False  # whether forward runs code that its first call at a new size compiles
         self._primed: set[tuple[Any, ...]] = set()
 
-    def compile_blocks(self) -> None:
-        """Run every transformer block's per-token stages compiled (`compile_block_stages`)."""
-        compile_block_stages(self)
+    def compile_stages(self) -> None:
+        """Run the memory-bound stages of every block and head compiled (`bench.models.layers.compile`)."""
+        compile_stages(self)
         self.compiled = True
 
     def prime(self, images: torch.Tensor, plan: "AttentionPlan | None" = None) -> None:
         """Do outside the timed region what a first forward at this image size would do inside it:
-        compile. A two-frame forward, once per image size and device; nothing for eager models."""
+        compile. One two-frame forward per image size and device; nothing for eager models.
+        Compiled code is general in sizes from 2 up; a size of exactly 1 (a last chunk of one frame)
+        compiles once more, in whichever forward first meets it."""
         key = (tuple(images.shape[-2:]), images.device)
         if self.compiled and key not in self._primed:
             with torch.inference_mode():  # the mode the timed forwards run in (compiled code guards on it)

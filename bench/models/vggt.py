@@ -145,7 +145,7 @@ class VGGT(BenchModel):
     reference_frame = 0
     preprocess_mode = "crop"
 
-    def __init__(self, cfg: VGGTConfig = VGGT_1B, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 32, compile_blocks: bool = False) -> None:
+    def __init__(self, cfg: VGGTConfig = VGGT_1B, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 32, compile: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_global_layers = cfg.depth
@@ -157,8 +157,8 @@ class VGGT(BenchModel):
         self.camera_head = CameraHead(dim_in, cfg.camera_trunk_depth, cfg.camera_heads, cfg.mlp_ratio, cfg.init_values)
         self.point_head = DPTHead(output_dim=4, activation="inv_log", **dpt)
         self.depth_head = DPTHead(output_dim=2, activation="exp", **dpt)
-        if compile_blocks:
-            self.compile_blocks()
+        if compile:
+            self.compile_stages()
 
     def forward(self, images: torch.Tensor, plan: AttentionPlan | None = None) -> dict[str, torch.Tensor]:
         """Images (S, 3, H, W) or (B, S, 3, H, W) in [0, 1], H and W multiples of the patch size.

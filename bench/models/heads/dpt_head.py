@@ -5,7 +5,8 @@ Four aggregator layers' patch tokens are normed, projected to four widths, resiz
 image size and mapped to (prediction channels + 1 confidence channel). A fixed sin/cos map of
 normalised (u, v) pixel coordinates is added after each projection and before the last
 convolutions. Frames go through in chunks: the head's full-resolution activations are the
-largest tensors of a forward pass.
+largest tensors of a forward pass; compiled, a chunk's resizes, residual adds and activations
+fuse around the convolutions.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.models.layers.compile import compiled
+
 _INTERPOLATE_MAX_ELEMENTS = 1_610_612_736  # F.interpolate overflows int32 indexing beyond this
 
 
 class DPTHead(nn.Module):
+    stages_compiled = False  # run each chunk of frames compiled (`bench.models.layers.compile`)
+
     def __init__(
         self,
         dim_in: int = 2048,
@@ -51,28 +56,27 @@ class DPTHead(nn.Module):
         """Aggregator outputs by layer (B, S, P, dim_in) → prediction (B, S, H, W, C) and confidence (B, S, H, W)."""
         frames = layer_tokens[self.layers[0]].shape[1]
         step = frames if not frames_per_chunk else frames_per_chunk
-        chunks = [self._forward_frames(layer_tokens, height, width, patch_start, start, min(start + step, frames)) for start in range(0, frames, step)]
-        if len(chunks) == 1:
-            return chunks[0]
-        preds, confs = zip(*chunks)
+        run = compiled(dpt_frames) if self.stages_compiled else dpt_frames
+        batch = layer_tokens[self.layers[0]].shape[0]
+        chunks = [
+            run(self, [layer_tokens[layer][:, start : start + step, patch_start:].flatten(0, 1) for layer in self.layers], height, width)
+            for start in range(0, frames, step)
+        ]
+        preds, confs = ([t.unflatten(0, (batch, -1)) for t in outputs] for outputs in zip(*chunks))
         return torch.cat(preds, dim=1), torch.cat(confs, dim=1)
 
-    def _forward_frames(self, layer_tokens: dict[int, torch.Tensor], height: int, width: int, patch_start: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        grid_h, grid_w = height // self.patch_size, width // self.patch_size
-        features = []
-        for i, layer in enumerate(self.layers):
-            x = layer_tokens[layer][:, start:stop, patch_start:]
-            batch, frames = x.shape[:2]
-            x = self.norm(x.flatten(0, 1))
-            x = x.permute(0, 2, 1).unflatten(2, (grid_h, grid_w))
-            x = _add_uv_embedding(self.projects[i](x), width / height)
-            features.append(self.resize_layers[i](x))
-        out = self.scratch.fuse(*features)
-        out = _interpolate(out, (grid_h * self.patch_size, grid_w * self.patch_size))
-        out = self.scratch.output_conv2(_add_uv_embedding(out, width / height))
-        pred, conf = _ACTIVATIONS[self.activation](out[:, :-1]), 1 + out[:, -1].exp()
-        pred = pred.permute(0, 2, 3, 1).unflatten(0, (batch, frames))
-        return pred, conf.unflatten(0, (batch, frames))
+
+def dpt_frames(head: DPTHead, patch_tokens: list[torch.Tensor], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of frames: patch tokens of each read layer (frames, h·w, dim_in) → (frames, H, W, C), (frames, H, W)."""
+    grid_h, grid_w = height // head.patch_size, width // head.patch_size
+    features = []
+    for x, project, resize in zip(patch_tokens, head.projects, head.resize_layers):
+        x = head.norm(x).permute(0, 2, 1).unflatten(2, (grid_h, grid_w))
+        features.append(resize(_add_uv_embedding(project(x), width / height)))
+    out = head.scratch.fuse(*features)
+    out = _interpolate(out, (grid_h * head.patch_size, grid_w * head.patch_size))
+    out = head.scratch.output_conv2(_add_uv_embedding(out, width / height))
+    return _ACTIVATIONS[head.activation](out[:, :-1]).permute(0, 2, 3, 1), 1 + out[:, -1].exp()
 
 
 def _inverse_log(x: torch.Tensor) -> torch.Tensor:

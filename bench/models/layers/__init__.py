@@ -1,7 +1,8 @@
 """Transformer building blocks shared by VGGT and pi3, one concept per file."""
 
 from bench.models.layers.attention import Attend, Attention, sdpa
-from bench.models.layers.block import Block, compile_block_stages
+from bench.models.layers.block import Block
+from bench.models.layers.compile import compile_stages, compiled
 from bench.models.layers.dinov2 import DinoVisionTransformer, interpolate_pos_embed
 from bench.models.layers.layer_scale import LayerScale
 from bench.models.layers.mlp import Mlp
@@ -17,7 +18,8 @@ __all__ = [
     "Mlp",
     "PatchEmbed",
     "RopeTable",
-    "compile_block_stages",
+    "compile_stages",
+    "compiled",
     "grid_positions",
     "interpolate_pos_embed",
     "rope_table",

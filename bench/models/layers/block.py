@@ -3,9 +3,8 @@
 The block runs in three stages: the per-token work before attention (norm1, qkv, qk-norm, RoPE),
 the attention itself (swappable: an attention plan's operator), and the per-token work after it
 (proj, layer scale, residual, norm2, MLP, residual). The two per-token stages are where a forward
-spends its memory-bound time (float32 norms and residuals, casts, RoPE, GELU); compiled, each
-becomes a few fused kernels. Every block of every model shares one compilation of each stage,
-made once with dynamic shapes, so frame counts and chunk sizes never recompile.
+spends its memory-bound time (float32 norms and residuals, casts, RoPE, GELU); with
+`stages_compiled` each runs as a few fused kernels (`bench.models.layers.compile`).
 
 The per-token stages can run in chunks of rows so that a sequence of a million tokens never
 materialises its MLP hidden state or its float32 RoPE temporaries at once; only q, k, v (in the
@@ -15,19 +14,21 @@ RoPE is on, so one frame's table rotates every chunk.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Callable
 
 import torch
 from torch import nn
 
 from bench.models.layers.attention import Attend, Attention, sdpa
+from bench.models.layers.compile import compiled
 from bench.models.layers.layer_scale import LayerScale
 from bench.models.layers.mlp import Mlp
 from bench.models.layers.rope import RopeTable
 
 
 class Block(nn.Module):
+    stages_compiled = False  # run the per-token stages compiled (`compile_stages`)
+
     def __init__(
         self,
         dim: int,
@@ -48,7 +49,6 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=ffn_bias)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
-        self.compiled = False  # set by `compile_block_stages`
 
     def forward(
         self,
@@ -65,7 +65,7 @@ class Block(nn.Module):
         batch, tokens, dim = x.shape
         rows = x.reshape(batch * tokens, dim)
         spans = _row_spans(batch * tokens, chunk_rows, rope.period if rope is not None else 1)
-        before, after = _compiled_stages() if self.compiled else (attention_inputs, attention_output)
+        before, after = (compiled(attention_inputs), compiled(attention_output)) if self.stages_compiled else (attention_inputs, attention_output)
 
         qkv = _over_spans(spans, lambda span: before(self, rows[span], rope), row_dim=1)
         q, k, v = (t.view(batch, tokens, self.attn.num_heads, self.attn.head_dim).transpose(1, 2) for t in qkv)
@@ -84,20 +84,6 @@ def attention_output(block: Block, rows: torch.Tensor, attended: torch.Tensor) -
     """The block's output rows from its input rows and their attention result (rows, dim)."""
     rows = rows + block.ls1(block.attn.proj(attended))
     return rows + block.ls2(block.mlp(block.norm2(rows)))
-
-
-@lru_cache(maxsize=1)
-def _compiled_stages() -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
-    """The two per-token stages compiled once for all blocks (parameters are graph inputs, so
-    blocks of one shape share a graph); compiled lazily so plain runs never need a compiler."""
-    return torch.compile(attention_inputs, dynamic=True), torch.compile(attention_output, dynamic=True)
-
-
-def compile_block_stages(module: nn.Module) -> None:
-    """Run the per-token stages of every `Block` inside `module` compiled (fused kernels)."""
-    for block in module.modules():
-        if isinstance(block, Block):
-            block.compiled = True
 
 
 def _row_spans(num_rows: int, chunk_rows: int | None, multiple: int) -> list[slice]:

@@ -1,0 +1,35 @@
+"""Opt-in compilation of the memory-bound stages of a forward pass.
+
+A module with such a stage (a block's per-token work, a dense head's chunk of frames) keeps its
+stage as a plain function of the module and sets `stages_compiled`; `compiled(stage)` is the one
+compilation of that function, shared by every module that runs it (parameters are graph inputs)
+and made with dynamic shapes, so new frame counts and chunk sizes do not recompile. Compilation is
+lazy: a run that never asks for it never needs a compiler.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable, TypeVar
+
+from torch import nn
+import torch
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+@lru_cache(maxsize=None)
+def compiled(stage: F) -> F:
+    """`stage` compiled once for all modules and shapes."""
+    return torch.compile(stage, dynamic=True)
+
+
+def compile_stages(model: nn.Module) -> int:
+    """Switch every module inside `model` that has compilable stages to their compiled form;
+    returns how many."""
+    switched = 0
+    for module in model.modules():
+        if hasattr(type(module), "stages_compiled"):
+            module.stages_compiled = True
+            switched += 1
+    return switched
