@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The speed sweep (suites/speed.yaml) on a GPU machine, in pieces that each end within a time limit.
 #
-#   scripts/speed_sweep.sh OUT_DIR [SECONDS] [--only GLOB ...]
+#   scripts/speed_sweep.sh RESULTS OUT_DIR [SECONDS] [--only GLOB ...]
 #
-# Starts from the rows already committed in results/speed-h100 (copied into OUT_DIR), measures
-# the cells still missing (those matching --only, if given) and starts no new cell after SECONDS
-# (default 420). Bring OUT_DIR/cells.jsonl back into results/speed-h100 and run again until
-# nothing is left; every run resumes where the last stopped. Wheels carried in .whl (packages the
-# GPU machine lacks, e.g. evo) are installed first.
+# Starts from the rows already in RESULTS (the committed results directory of this GPU, e.g.
+# results/speed-h200; copied into OUT_DIR), measures the cells still missing (those matching
+# --only, if given) and starts no new cell after SECONDS (default 420). Bring OUT_DIR/cells.jsonl
+# and env.json back into RESULTS and run again until nothing is left; every run resumes where the
+# last stopped. Wheels carried in .whl (packages the GPU machine lacks, e.g. evo) are installed first.
 set -euo pipefail
-out=$1; shift
+results=$1 out=$2; shift 2
 limit=420
 if [[ $# -gt 0 && $1 != --* ]]; then limit=$1; shift; fi
 cd "$(dirname "$0")/.."
@@ -19,9 +19,9 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 mkdir -p "$out"
-if [[ "$(realpath "$out")" != "$(realpath -m results/speed-h100)" ]]; then
+if [[ "$(realpath "$out")" != "$(realpath -m "$results")" ]]; then
   for f in cells.jsonl env.json; do
-    if [[ -f results/speed-h100/$f ]]; then cp "results/speed-h100/$f" "$out/"; fi
+    if [[ -f $results/$f ]]; then cp "$results/$f" "$out/"; fi
   done
 fi
 python3 -m bench.cli run suites/speed.yaml --out "$out" --time-limit "$limit" "$@"
