@@ -159,7 +159,7 @@ def write_leaderboard(results_root: str | Path) -> Path:
     root = Path(results_root)
     sets = sorted(p.parent for p in root.glob("*/cells.jsonl"))
     summaries = [summary_rows(load_results(s)).assign(results=s.name) for s in sets]
-    lines = ["# Leaderboard", "", f"Every result set under `{root}`; speedup is against the dense method of the same set.", ""]
+    lines = ["# Leaderboard", "", f"Every result set under `{root.name}/`; speedup is against the dense method of the same set.", ""]
     if summaries:
         everything = pd.concat(summaries, ignore_index=True)
         for (dataset, frames), group in everything.groupby(["dataset", "frames"], sort=False):
