@@ -72,7 +72,8 @@ def _note(group: pd.DataFrame) -> str:
 
 
 def summary_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, dataset, frames, method), scenes aggregated; groups in first-run order."""
+    """One row per (model, dataset, frames, method), scenes aggregated; models, datasets and methods
+    in first-run order, frame counts ascending (a sweep resumed in pieces reads in order)."""
     columns = metric_columns(df)
     records = []
     for keys, group in df.groupby([*GROUP_KEYS, "method"], sort=False, dropna=False):
@@ -86,7 +87,16 @@ def summary_rows(df: pd.DataFrame) -> pd.DataFrame:
         record["speedup"] = _geometric_mean(ok["speedup"])
         record["note"] = _note(group)
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    summary = pd.DataFrame.from_records(records)
+    if summary.empty:
+        return summary
+    first_seen = {column: {value: i for i, value in enumerate(summary[column].unique())} for column in ("model", "dataset")}
+    order = summary.assign(
+        _model=summary["model"].map(first_seen["model"]),
+        _dataset=summary["dataset"].map(first_seen["dataset"]),
+        _frames=pd.to_numeric(summary["frames"], errors="coerce").fillna(np.inf),  # "all" after every count
+    ).sort_values(["_model", "_dataset", "_frames"], kind="stable")
+    return summary.loc[order.index].reset_index(drop=True)
 
 
 def tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:

@@ -117,3 +117,13 @@ def test_plots_are_written(tmp_path):
     written = write_plots(directory)
     assert sorted(p.name for p in written) == ["accuracy_vs_time_m_d.png", "speedup_m_d.png", "time_s_m_d.png"]
     assert all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_tables_keep_models_in_run_order_and_frame_counts_ascending(tmp_path):
+    df = load_results(results(tmp_path, [
+        row("dense", model="second", frames=100), row("dense", model="first", frames=800),
+        row("dense", model="second", frames=2), row("dense", model="second", frames="all"),
+        row("dense", model="first", frames=8), row("dense", model="second", frames=8),
+    ]))  # fmt: skip
+    titles = [title.split(" (")[0] + " " + title.split("· ")[-1] for title, _ in tables(df)]
+    assert titles == ["second 2 frames", "second 8 frames", "second 100 frames", "second all frames", "first 8 frames", "first 800 frames"]
