@@ -54,12 +54,14 @@ def _gpu(device: str) -> dict[str, Any]:
 def fingerprint(device: str) -> dict[str, Any]:
     """Code version, library versions and hardware of this run (`device` picks the GPU described).
 
-    A copy of the project without its git folder (a tree shipped to a GPU machine) names its
-    commit in AVGGT_BENCH_GIT_COMMIT.
+    A copy of the project whose git folder is missing or does not describe it (a working tree
+    shipped to a GPU machine) names its commit in AVGGT_BENCH_GIT_COMMIT, which then wins over git
+    (and its dirty flag, measured against the wrong commit, is left unknown).
     """
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    named = os.environ.get("AVGGT_BENCH_GIT_COMMIT")
+    status = None if named else _git("status", "--porcelain", "--untracked-files=no")
     return {
-        "git_commit": _git("rev-parse", "HEAD") or os.environ.get("AVGGT_BENCH_GIT_COMMIT"),
+        "git_commit": named or _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
         "bench_version": bench.__version__,
         "python": platform.python_version(),

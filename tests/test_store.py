@@ -73,3 +73,13 @@ def test_env_json_keeps_one_entry_per_environment(tmp_path):
     assert other != first
     assert set(json.loads(store.env.read_text())) == {first, other}
     assert env_id(env) == first
+
+
+def test_a_named_commit_wins_over_the_git_folder(monkeypatch):
+    """A tree shipped to a GPU machine may carry a git folder at an older commit: the commit the
+    sweep names is the one recorded, and the dirty flag against the wrong commit is unknown."""
+    monkeypatch.setenv("AVGGT_BENCH_GIT_COMMIT", "abc1234")
+    env = fingerprint("cpu")
+    assert env["git_commit"] == "abc1234" and env["git_dirty"] is None
+    monkeypatch.delenv("AVGGT_BENCH_GIT_COMMIT")
+    assert fingerprint("cpu")["git_commit"] != "abc1234"
