@@ -15,7 +15,6 @@ and the heads run in chunks of frames into preallocated outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +26,7 @@ from bench.models.heads.pi3_camera_head import Pi3CameraHead, nearest_rotation
 from bench.models.heads.pi3_decoder import FrameDecoder, PixelShuffleHead
 from bench.models.intrinsics import intrinsics_from_local_points
 from bench.models.layers import Block, DinoVisionTransformer, RopeTable, grid_positions, rope_table
-from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, for_inference, plan_attend
-from bench.models.weights import build_with_weights
+from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, model_factory, plan_attend
 
 
 @dataclass(frozen=True)
@@ -233,12 +231,5 @@ class Pi3(BenchModel):
         )
 
 
-def _factory(cfg: Pi3Config):
-    def build(weights: str = "random", device: str | torch.device | None = None, seed: int = 0, **options: Any) -> Pi3:
-        return for_inference(build_with_weights(lambda: Pi3(cfg, **options), weights, seed=seed), device)
-
-    return build
-
-
-MODELS.register("pi3", _factory(PI3), help="pi3 as released (yyfz233/Pi3): local points, confidence, camera-to-world poses")
-MODELS.register("pi3-tiny", _factory(PI3_TINY), help="pi3 architecture at toy size (dim 64, 8 decoder blocks) for CPU tests")
+MODELS.register("pi3", model_factory(Pi3, PI3), help="pi3 as released (yyfz233/Pi3): local points, confidence, camera-to-world poses")
+MODELS.register("pi3-tiny", model_factory(Pi3, PI3_TINY), help="pi3 architecture at toy size (dim 64, 8 decoder blocks) for CPU tests")

@@ -7,13 +7,15 @@ both bound per-token work to chunks of whole frames.
 
 from __future__ import annotations
 
-from typing import TypeVar
+import inspect
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
 
 from bench.methods.plan import AttentionPlan, Layout
 from bench.models.layers import Attend
+from bench.models.weights import build_with_weights
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -63,3 +65,17 @@ def for_inference(model: M, device: str | torch.device | None) -> M:
     if device is not None:
         model = model.to(device)
     return model.eval().requires_grad_(False)
+
+
+def model_factory(cls: type[M], cfg: Any, skip_prefixes: tuple[str, ...] = ()) -> Callable[..., M]:
+    """The registered builder of `cls` at `cfg`: weights, device and seed, then the class's own
+    keyword options. The builder shows those options in its signature, so a suite naming an
+    option the model does not take fails when it is loaded, not when the model is built."""
+
+    def build(weights: str = "random", device: str | torch.device | None = None, seed: int = 0, **options: Any) -> M:
+        return for_inference(build_with_weights(lambda: cls(cfg, **options), weights, seed=seed, skip_prefixes=skip_prefixes), device)
+
+    shared = [p for p in inspect.signature(build).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    own = [p.replace(kind=p.KEYWORD_ONLY) for name, p in inspect.signature(cls).parameters.items() if name != "cfg"]
+    build.__signature__ = inspect.Signature(shared + own)
+    return build

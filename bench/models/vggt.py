@@ -14,7 +14,6 @@ work runs in chunks of frames, and the DPT heads run in chunks of frames.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +24,7 @@ from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads import CameraHead, DPTHead
 from bench.models.layers import Block, DinoVisionTransformer, grid_positions, rope_table
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
-from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, for_inference, plan_attend
-from bench.models.weights import build_with_weights
+from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, model_factory, plan_attend
 
 
 @dataclass(frozen=True)
@@ -199,13 +197,5 @@ class VGGT(BenchModel):
         )
 
 
-def _factory(cfg: VGGTConfig):
-    def build(weights: str = "random", device: str | torch.device | None = None, seed: int = 0, **options: Any) -> VGGT:
-        model = build_with_weights(lambda: VGGT(cfg, **options), weights, seed=seed, skip_prefixes=("track_head.",))
-        return for_inference(model, device)
-
-    return build
-
-
-MODELS.register("vggt-1b", _factory(VGGT_1B), help="VGGT-1B as released (facebook/VGGT-1B), without the track head")
-MODELS.register("vggt-tiny", _factory(VGGT_TINY), help="VGGT architecture at toy size (dim 64, 4 layer pairs) for CPU tests")
+MODELS.register("vggt-1b", model_factory(VGGT, VGGT_1B, skip_prefixes=("track_head.",)), help="VGGT-1B as released (facebook/VGGT-1B), without the track head")
+MODELS.register("vggt-tiny", model_factory(VGGT, VGGT_TINY, skip_prefixes=("track_head.",)), help="VGGT architecture at toy size (dim 64, 4 layer pairs) for CPU tests")
