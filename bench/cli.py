@@ -17,6 +17,7 @@ import bench
 from bench import compare as compare_mod
 from bench import report as report_mod
 from bench import runner
+from bench.registry import OPTIONS_AFTER, option_defaults
 from bench.store import ResultsError, ResultStore, read_rows
 from bench.methods import METHODS
 from bench.methods.presets import method_summary
@@ -176,6 +177,8 @@ def list_command(kind: str) -> None:
     registry = REGISTRIES[kind]
     if kind == "methods":
         rows = [(name, f"{registry.help(name)}\n  {method_summary(name)}") for name in registry]
+    elif kind in OPTIONS_AFTER:  # suite `options:` (models, datasets) and `metric_options:`
+        rows = [(name, f"{registry.help(name)}\n  options: {option_defaults(registry.get(name), OPTIONS_AFTER[kind])}") for name in registry]
     else:
         rows = [(name, registry.help(name)) for name in registry]
     click.echo(tabulate(rows, headers=["name", "description"], tablefmt="plain") if rows else f"(no {kind} registered)")

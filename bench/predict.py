@@ -104,7 +104,7 @@ def predict(model_name: str, weights: str, method: str, params: dict[str, Any], 
     files = image_files(sources)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        model = create_model(model_name, weights=weights, device=device)
+        model = create_model(model_name, weights=weights).to(device)
         plan = resolve_plan(method, params, model.family, model.num_global_layers)
         preprocessing = PREPROCESS.get(mode or model.preprocess_mode)
     except (UnknownNameError, WeightsError, MethodNotApplicable, ValueError) as err:

@@ -69,14 +69,32 @@ class Registry(Generic[T]):
         return len(self._entries)
 
 
+# How many leading parameters of a registered callable the harness passes itself (weights; root;
+# pred and gt) before the options a suite may set, by registry.
+OPTIONS_AFTER = {"models": 1, "datasets": 1, "metrics": 2}
+
+
 def accepted_options(fn: Callable[..., Any], leading: int) -> list[str] | None:
     """The keyword options a registered callable takes after its first `leading` parameters (those
     the harness passes itself: weights, root, pred and gt); None when it takes any (**kwargs) or its
     signature cannot be read. One check for suite validation and for direct construction alike."""
+    params = _option_parameters(fn, leading)
+    return None if params is None else [p.name for p in params]
+
+
+def option_defaults(fn: Callable[..., Any], leading: int) -> str:
+    """The options of `fn` with their defaults, as a suite would spell them: "seed=0, compile=False"."""
+    params = _option_parameters(fn, leading)
+    if params is None:
+        return "any"
+    return ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params) or "none"
+
+
+def _option_parameters(fn: Callable[..., Any], leading: int) -> list[inspect.Parameter] | None:
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return None
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
-    return [p.name for p in params[leading:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [p for p in params[leading:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

@@ -25,7 +25,7 @@ import metrics as metrics_pkg
 from bench.methods import METHODS, MethodNotApplicable, resolve_plan
 from bench.models import MODELS
 from bench.preprocess import PREPROCESS
-from bench.registry import accepted_options
+from bench.registry import OPTIONS_AFTER, accepted_options
 from datasets_adapters import DATASETS, DatasetAdapter, Sampling
 from datasets_adapters.sampling import SAMPLING_KINDS
 
@@ -263,7 +263,7 @@ def _parse_model(f: _Field) -> ModelSpec:
             "an existing .pt/.pth/.safetensors file, a Hugging Face id already in the local cache, random (timing only), or none",
         )
     options = keys["options"].options() if "options" in keys else {}
-    _check_kwargs(MODELS.get(name), options, f.child("options"), leading=1)
+    _check_kwargs(MODELS.get(name), options, f.child("options"), leading=OPTIONS_AFTER["models"])
     return ModelSpec(name, f.child("label").label(name), weights, weights_path, options)
 
 
@@ -284,7 +284,7 @@ def _parse_dataset(f: _Field) -> DatasetSpec:
     if root_path is not None and not Path(root_path).exists():
         keys["root"].fail(f"{root_path} does not exist", f"the folder that holds the {name} data")
     options = keys["options"].options() if "options" in keys else {}
-    _check_kwargs(DATASETS.get(name), options, f.child("options"), leading=1)
+    _check_kwargs(DATASETS.get(name), options, f.child("options"), leading=OPTIONS_AFTER["datasets"])
     preprocess = keys["preprocess"].name_in(PREPROCESS) if "preprocess" in keys else None
     sampling = _parse_sampling(keys["sampling"]) if "sampling" in keys else Sampling()
     return DatasetSpec(
@@ -368,7 +368,7 @@ def _parse_metric_options(f: _Field, metric_names: tuple[str, ...]) -> dict[str,
     keys = f.mapping(metric_names)
     options = {name: keys[name].options() for name in keys}
     for name, opts in options.items():
-        _check_kwargs(metrics_pkg.METRICS.get(name), opts, keys[name], leading=2)
+        _check_kwargs(metrics_pkg.METRICS.get(name), opts, keys[name], leading=OPTIONS_AFTER["metrics"])
     return options
 
 

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.registry import Registry, accepted_options
+from bench.registry import OPTIONS_AFTER, Registry, accepted_options
 from datasets_adapters.sampling import Sampling
 from datasets_adapters.sequence import Sequence
 
@@ -132,7 +132,7 @@ DATASETS: Registry = Registry("dataset")
 def create_adapter(name: str, root: str | Path | None = None, **options) -> DatasetAdapter:
     """The registered adapter `name` for `root`; an option its constructor does not take is a clear error."""
     cls = DATASETS.get(name)
-    allowed = accepted_options(cls, leading=1)
+    allowed = accepted_options(cls, leading=OPTIONS_AFTER["datasets"])
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
     if unknown:
         raise DatasetError(f"dataset {name!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or '(none)'}")
