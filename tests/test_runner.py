@@ -149,3 +149,32 @@ def test_time_limit_stops_between_cells_and_the_next_run_continues(tmp_path, fak
     assert summary.out_of_time and summary.recorded == 1
     summary, store = run_suite(tmp_path, data)
     assert not summary.out_of_time and summary.already_done == 1 and summary.recorded == summary.selected - 1
+
+
+class Compiling(OracleModel):
+    """The oracle, posing as a compiled model: records its prime and forward calls in order."""
+
+    calls: list = []
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.compiled = True
+
+    def prime(self, images, plan=None):
+        Compiling.calls.append(("prime", tuple(images.shape[-2:]), plan is not None))
+
+    def run(self, images, plan=None, sequence=None):
+        Compiling.calls.append(("run", tuple(images.shape[-2:]), plan is not None))
+        return super().run(images, plan, sequence)
+
+
+def test_every_cell_is_primed_before_its_first_timed_forward(tmp_path, fake_metrics, register):
+    """Compilation belongs outside the timed region even for cells without warm-up."""
+    register(MODELS, "t_compiling", Compiling)
+    Compiling.calls.clear()
+    data = tiny_suite(models=["t_compiling"])
+    data["timing"] = {"warmup": 0, "repeats": 1}
+    summary, _ = run_suite(tmp_path, data)
+    assert summary.statuses["ok"] == summary.selected
+    assert Compiling.calls[0][0] == "prime" and all(plan for _, _, plan in Compiling.calls)
+    assert [kind for kind, _, _ in Compiling.calls] == ["prime", "run"] * summary.selected
