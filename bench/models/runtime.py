@@ -59,19 +59,16 @@ def check_images(images: torch.Tensor, patch_size: int, model: str, preprocess_m
     return images
 
 
-def for_inference(model: M) -> M:
-    """`model` in eval mode without gradients, where it was built (the CPU, or the meta device
-    when the harness only reads a model's traits); callers move it to their device."""
-    return model.eval().requires_grad_(False)
-
-
 def model_factory(cls: type[M], cfg: Any, skip_prefixes: tuple[str, ...] = ()) -> Callable[..., M]:
     """The registered builder of `cls` at `cfg`: weights and seed, then the class's own keyword
-    options. The builder shows those options in its signature, so a suite naming an option the
-    model does not take fails when it is loaded, not when the model is built."""
+    options; the model comes in eval mode without gradients, where it was built (the CPU, or the
+    meta device when the harness only reads a model's traits), for the caller to move. The builder
+    shows the options in its signature, so a suite naming an option the model does not take fails
+    when it is loaded, not when the model is built."""
 
     def build(weights: str = "random", seed: int = 0, **options: Any) -> M:
-        return for_inference(build_with_weights(lambda: cls(cfg, **options), weights, seed=seed, skip_prefixes=skip_prefixes))
+        model = build_with_weights(lambda: cls(cfg, **options), weights, seed=seed, skip_prefixes=skip_prefixes)
+        return model.eval().requires_grad_(False)
 
     shared = [p for p in inspect.signature(build).parameters.values() if p.kind is not p.VAR_KEYWORD]
     own = [p.replace(kind=p.KEYWORD_ONLY) for name, p in inspect.signature(cls).parameters.items() if name != "cfg"]

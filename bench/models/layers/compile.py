@@ -12,24 +12,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable, TypeVar
 
-from torch import nn
 import torch
+from torch import nn
 
-F = TypeVar("F", bound=Callable[..., object])
+Stage = TypeVar("Stage", bound=Callable[..., object])
 
 
 @lru_cache(maxsize=None)
-def compiled(stage: F) -> F:
+def compiled(stage: Stage) -> Stage:
     """`stage` compiled once for all modules and shapes."""
     return torch.compile(stage, dynamic=True)
 
 
-def compile_stages(model: nn.Module) -> int:
-    """Switch every module inside `model` that has compilable stages to their compiled form;
-    returns how many."""
-    switched = 0
+def compile_stages(model: nn.Module) -> None:
+    """Switch every module inside `model` that has compilable stages to their compiled form."""
     for module in model.modules():
         if hasattr(type(module), "stages_compiled"):
             module.stages_compiled = True
-            switched += 1
-    return switched
