@@ -109,7 +109,7 @@ def test_validate_list_and_help(suite_file):
     listed = invoke("list", "models").output
     assert "oracle" in listed and "ground truth" in listed
     assert "options: rotation_noise_deg=0.0, translation_noise=0.0, depth_noise=0.0, seed=0" in listed
-    assert "options: seed=0, head_frames_per_chunk=8, token_chunk_frames=32, compile=False" in listed  # the suite `options:` a user can set
+    assert "options: seed=0, head_frames_per_chunk=8, token_chunk_frames=128, compile=False" in listed  # the suite `options:` a user can set
     assert "t_pose" in invoke("list", "metrics").output
     assert "synthetic" in invoke("list", "datasets").output
     for command in ("run", "report", "compare", "list", "validate"):

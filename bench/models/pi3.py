@@ -77,7 +77,7 @@ class Pi3(BenchModel):
     reference_frame = None
     preprocess_mode = "pi3"
 
-    def __init__(self, cfg: Pi3Config = PI3, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 32, compile: bool = False) -> None:
+    def __init__(self, cfg: Pi3Config = PI3, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False) -> None:
         super().__init__()
         if cfg.depth < 2 or cfg.depth % 2:
             raise ValueError(f"pi3 alternates frame and global blocks: decoder depth must be even and at least 2, got {cfg.depth}")

@@ -143,7 +143,7 @@ class VGGT(BenchModel):
     reference_frame = 0
     preprocess_mode = "crop"
 
-    def __init__(self, cfg: VGGTConfig = VGGT_1B, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 32, compile: bool = False) -> None:
+    def __init__(self, cfg: VGGTConfig = VGGT_1B, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_global_layers = cfg.depth
