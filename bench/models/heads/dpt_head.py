@@ -18,7 +18,6 @@ from torch import nn
 from bench.models.layers.compile import compiled
 
 _INTERPOLATE_MAX_ELEMENTS = 1_610_612_736  # F.interpolate overflows int32 indexing beyond this
-UV_EMBEDDING_RATIO = 0.1  # weight of the position maps added to the features
 
 
 class DPTHead(nn.Module):
@@ -55,37 +54,28 @@ class DPTHead(nn.Module):
 
     def forward(self, layer_tokens: dict[int, torch.Tensor], height: int, width: int, patch_start: int, frames_per_chunk: int | None = 8) -> tuple[torch.Tensor, torch.Tensor]:
         """Aggregator outputs by layer (B, S, P, dim_in) → prediction (B, S, H, W, C) and confidence (B, S, H, W)."""
-        batch, frames = layer_tokens[self.layers[0]].shape[:2]
+        frames = layer_tokens[self.layers[0]].shape[1]
         step = frames if not frames_per_chunk else frames_per_chunk
         run = compiled(dpt_frames) if self.stages_compiled else dpt_frames
-        embeddings = self.uv_embeddings(height, width, layer_tokens[self.layers[0]].device)
+        batch = layer_tokens[self.layers[0]].shape[0]
         chunks = [
-            run(self, [layer_tokens[layer][:, start : start + step, patch_start:].flatten(0, 1) for layer in self.layers], embeddings)
+            run(self, [layer_tokens[layer][:, start : start + step, patch_start:].flatten(0, 1) for layer in self.layers], height, width)
             for start in range(0, frames, step)
         ]
         preds, confs = ([t.unflatten(0, (batch, -1)) for t in outputs] for outputs in zip(*chunks))
         return torch.cat(preds, dim=1), torch.cat(confs, dim=1)
 
-    def uv_embeddings(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """The (C, h, w) position maps added after each projection and before the last convolutions,
-        made once per forward (inside a compiled chunk they would be recomputed for every chunk)."""
-        grid_h, grid_w = height // self.patch_size, width // self.patch_size
-        sizes = [(project.out_channels, grid_h, grid_w) for project in self.projects]
-        sizes.append((self.scratch.output_conv1.out_channels, grid_h * self.patch_size, grid_w * self.patch_size))
-        return tuple(_uv_embedding(channels, h, w, width / height, device) for channels, h, w in sizes)
 
-
-def dpt_frames(head: DPTHead, patch_tokens: list[torch.Tensor], embeddings: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk of frames: patch tokens of each read layer (frames, h·w, dim_in) and the head's
-    `uv_embeddings` → prediction (frames, H, W, C) and confidence (frames, H, W)."""
-    (*projected, last), ratio = embeddings, UV_EMBEDDING_RATIO
+def dpt_frames(head: DPTHead, patch_tokens: list[torch.Tensor], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of frames: patch tokens of each read layer (frames, h·w, dim_in) → (frames, H, W, C), (frames, H, W)."""
+    grid_h, grid_w = height // head.patch_size, width // head.patch_size
     features = []
-    for x, project, resize, embedding in zip(patch_tokens, head.projects, head.resize_layers, projected):
-        x = head.norm(x).permute(0, 2, 1).unflatten(2, embedding.shape[1:])
-        features.append(resize(project(x) + ratio * embedding))
+    for x, project, resize in zip(patch_tokens, head.projects, head.resize_layers):
+        x = head.norm(x).permute(0, 2, 1).unflatten(2, (grid_h, grid_w))
+        features.append(resize(_add_uv_embedding(project(x), width / height)))
     out = head.scratch.fuse(*features)
-    out = _interpolate(out, last.shape[1:])
-    out = head.scratch.output_conv2(out + ratio * last)
+    out = _interpolate(out, (grid_h * head.patch_size, grid_w * head.patch_size))
+    out = head.scratch.output_conv2(_add_uv_embedding(out, width / height))
     return _ACTIVATIONS[head.activation](out[:, :-1]).permute(0, 2, 3, 1), 1 + out[:, -1].exp()
 
 
@@ -161,14 +151,16 @@ def _interpolate(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.cat([F.interpolate(c, size=tuple(size), mode="bilinear", align_corners=True) for c in x.chunk(pieces)])
 
 
-def _uv_embedding(channels: int, grid_h: int, grid_w: int, aspect_ratio: float, device: torch.device) -> torch.Tensor:
-    """(C, h, w) sin/cos embedding of the (u, v) grid, normalised to a unit half-diagonal."""
+def _add_uv_embedding(x: torch.Tensor, aspect_ratio: float, ratio: float = 0.1) -> torch.Tensor:
+    """x (N, C, h, w) + ratio · sin/cos embedding of the (u, v) grid, normalised to a unit half-diagonal."""
+    channels, grid_h, grid_w = x.shape[1:]
     diagonal = (aspect_ratio**2 + 1.0) ** 0.5
     span_u, span_v = aspect_ratio / diagonal, 1.0 / diagonal
-    u = torch.linspace(-span_u * (grid_w - 1) / grid_w, span_u * (grid_w - 1) / grid_w, grid_w, device=device)
-    v = torch.linspace(-span_v * (grid_h - 1) / grid_h, span_v * (grid_h - 1) / grid_h, grid_h, device=device)
+    u = torch.linspace(-span_u * (grid_w - 1) / grid_w, span_u * (grid_w - 1) / grid_w, grid_w, dtype=x.dtype, device=x.device)
+    v = torch.linspace(-span_v * (grid_h - 1) / grid_h, span_v * (grid_h - 1) / grid_h, grid_h, dtype=x.dtype, device=x.device)
     uu, vv = torch.meshgrid(u, v, indexing="xy")  # (h, w) each
-    return torch.cat([_sincos(uu, channels // 2), _sincos(vv, channels // 2)], dim=-1).permute(2, 0, 1)
+    embedding = torch.cat([_sincos(uu, channels // 2), _sincos(vv, channels // 2)], dim=-1)  # (h, w, C)
+    return x + ratio * embedding.permute(2, 0, 1)
 
 
 def _sincos(pos: torch.Tensor, dim: int, omega_0: float = 100.0) -> torch.Tensor:
