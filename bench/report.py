@@ -1,6 +1,8 @@
 """Reports of a results folder: tables, plots, the leaderboard, and a Parquet export.
 
-One table per (model, dataset, frame count), one row per method. A cell's speedup is the median
+One table per (model, dataset, frame count), one row per method; where a model and dataset were
+measured at several frame counts, the report opens with the sweep: median time, speedup and peak
+memory by frame count, one row per method. A cell's speedup is the median
 time of the dense method on the same inputs (same model, weights, dataset, scene, frames, device:
 the row's `inputs_id`) in the same results over the method's median time. A table row aggregates
 the scenes of its group: metrics and times are means over measured scenes, peak memory the
@@ -22,6 +24,7 @@ from tabulate import tabulate
 from bench.store import cells_path, read_rows
 
 GROUP_KEYS = ("model", "dataset", "frames")
+SWEEP_QUANTITIES = {"time_s": "median time (s)", "speedup": "speedup vs dense", "peak_gib": "peak memory (GiB)"}
 TIMING_ONLY = "random weights: accuracy not meaningful (timing only)"
 FORMATS = {"md": "github", "latex": "latex_booktabs", "csv": None}
 SUFFIXES = {"md": "md", "latex": "tex", "csv": "csv"}
@@ -110,6 +113,27 @@ def tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
+def frame_sweeps(summary: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """((model, dataset), rows) of every model and dataset measured at numeric frame counts, as ints."""
+    numeric = summary[pd.to_numeric(summary["frames"], errors="coerce").notna()].astype({"frames": int})
+    return list(numeric.groupby(["model", "dataset"], sort=False))
+
+
+def sweep_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title, table) per `SWEEP_QUANTITIES` entry for each model and dataset measured at two or more
+    frame counts: methods (in run order) by frame counts (ascending); unmeasured cells stay empty."""
+    out = []
+    for (model, dataset), group in frame_sweeps(summary_rows(df)):
+        if group["frames"].nunique() < 2:
+            continue
+        methods = list(group["method"].unique())
+        for quantity, label in SWEEP_QUANTITIES.items():
+            table = group.pivot(index="method", columns="frames", values=quantity).reindex(methods)
+            table = table[sorted(table.columns)].rename(columns=lambda frames: f"{frames} frames")
+            out.append((f"{model} ({group['weights'].iloc[0]}) · {dataset} · {label} by frame count", table.reset_index()))
+    return out
+
+
 def render(df: pd.DataFrame, fmt: str = "md") -> str:
     """The report of `df` as Markdown, LaTeX (one table per group) or CSV (one table, group columns first)."""
     if fmt not in FORMATS:
@@ -117,7 +141,8 @@ def render(df: pd.DataFrame, fmt: str = "md") -> str:
     if fmt == "csv":
         return summary_rows(df).to_csv(index=False)
     parts = []
-    for title, table in tables(df):
+    for title, table in sweep_tables(df) + tables(df):
+        table = table.astype(object).where(table.notna(), None)  # unmeasured cells print as missingval
         body = tabulate(table, headers="keys", tablefmt=FORMATS[fmt], showindex=False, floatfmt=".4g", missingval="–")
         parts.append(f"## {title}\n\n{body}\n" if fmt == "md" else f"% {title}\n{body}\n")
     return "\n".join(parts)
@@ -197,12 +222,10 @@ def write_plots(results_dir: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     df = load_results(results_dir)
-    summary = summary_rows(df)
-    summary = summary[pd.to_numeric(summary["frames"], errors="coerce").notna()].astype({"frames": int})
     out_dir = cells_path(results_dir).parent / "plots"
     out_dir.mkdir(exist_ok=True)
     written = []
-    for (model, dataset), group in summary.groupby(["model", "dataset"], sort=False):
+    for (model, dataset), group in frame_sweeps(summary_rows(df)):
         for quantity, label in (("time_s", "median time (s)"), ("speedup", "speedup vs dense")):
             fig, ax = plt.subplots(figsize=(6, 4))
             for method, line in group.groupby("method", sort=False):

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.report import TIMING_ONLY, add_speedup, export_parquet, load_results, render, summary_rows, tables, write_leaderboard, write_plots
+from bench.report import TIMING_ONLY, add_speedup, export_parquet, load_results, render, summary_rows, sweep_tables, tables, write_leaderboard, write_plots
 from bench.store import ResultStore
 
 
@@ -127,3 +127,21 @@ def test_tables_keep_models_in_run_order_and_frame_counts_ascending(tmp_path):
     ]))  # fmt: skip
     titles = [title.split(" (")[0] + " " + title.split("· ")[-1] for title, _ in tables(df)]
     assert titles == ["second 2 frames", "second 8 frames", "second 100 frames", "second all frames", "first 8 frames", "first 800 frames"]
+
+
+def test_sweep_tables_put_methods_against_frame_counts(tmp_path):
+    df = load_results(results(tmp_path, [
+        row("dense", frames=100, time=4.0), row("fast", frames=100, time=2.0),
+        row("dense", frames=8, time=1.0), row("fast", frames=8, time=2.0), row("fast", frames=1000, time=9.0),
+        row("dense", model="once", frames=8), row("dense", frames="all"),
+    ]))  # fmt: skip
+    swept = dict(sweep_tables(df))
+    assert list(swept) == [f"m (w.pt) · d · {label} by frame count" for label in ("median time (s)", "speedup vs dense", "peak memory (GiB)")]
+    speedup = swept["m (w.pt) · d · speedup vs dense by frame count"].set_index("method")
+    assert list(speedup.columns) == ["8 frames", "100 frames", "1000 frames"]  # ascending; "all" is no frame count
+    assert speedup.loc["fast", "8 frames"] == pytest.approx(0.5) and speedup.loc["fast", "100 frames"] == pytest.approx(2.0)
+    assert math.isnan(speedup.loc["fast", "1000 frames"]) and math.isnan(speedup.loc["dense", "1000 frames"])  # no dense row there
+    assert swept["m (w.pt) · d · median time (s) by frame count"].set_index("method").loc["fast", "1000 frames"] == pytest.approx(9.0)
+    report = render(df)
+    assert report.index("speedup vs dense by frame count") < report.index("## m (w.pt) · d · 8 frames")  # the sweep comes first
+    assert "nan" not in report and "| dense    |" in report
