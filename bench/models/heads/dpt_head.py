@@ -67,7 +67,12 @@ class DPTHead(nn.Module):
 
 
 def dpt_frames(head: DPTHead, patch_tokens: list[torch.Tensor], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk of frames: patch tokens of each read layer (frames, h·w, dim_in) → (frames, H, W, C), (frames, H, W)."""
+    """One chunk of frames: patch tokens of each read layer (frames, h·w, dim_in) → (frames, H, W, C), (frames, H, W).
+
+    The position maps are made here, per chunk: compiled, their values are generated inside the
+    kernels that add them, which measured faster than reading maps made once per forward
+    (results/speed-h200/ANALYSIS.md).
+    """
     grid_h, grid_w = height // head.patch_size, width // head.patch_size
     features = []
     for x, project, resize in zip(patch_tokens, head.projects, head.resize_layers):
