@@ -54,10 +54,9 @@ class DPTHead(nn.Module):
 
     def forward(self, layer_tokens: dict[int, torch.Tensor], height: int, width: int, patch_start: int, frames_per_chunk: int | None = 8) -> tuple[torch.Tensor, torch.Tensor]:
         """Aggregator outputs by layer (B, S, P, dim_in) → prediction (B, S, H, W, C) and confidence (B, S, H, W)."""
-        frames = layer_tokens[self.layers[0]].shape[1]
+        batch, frames = layer_tokens[self.layers[0]].shape[:2]
         step = frames if not frames_per_chunk else frames_per_chunk
         run = compiled(dpt_frames) if self.stages_compiled else dpt_frames
-        batch = layer_tokens[self.layers[0]].shape[0]
         chunks = [
             run(self, [layer_tokens[layer][:, start : start + step, patch_start:].flatten(0, 1) for layer in self.layers], height, width)
             for start in range(0, frames, step)
