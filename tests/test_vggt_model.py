@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
+from bench.methods import resolve_plan
 from bench.methods.plan import DensePlan
 from bench.models import MODELS, create_model
-from bench.models.layers.compile import compiled as compiled_stage
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
 from bench.models.vggt import VGGT, VGGT_TINY
+from bench.stages import compiled as compiled_stage
 from tests.reference_fill import fill_model
 
 H, W = 392, 518
@@ -196,6 +197,32 @@ def test_compiled_stages_give_the_eager_outputs_and_compile_once(tiny, monkeypat
     for key in expected:
         torch.testing.assert_close(out[key], expected[key], rtol=1e-4, atol=1e-5)
     compiled_stage.cache_clear()  # later tests compile with the real backend
+
+
+def test_a_plans_own_stages_compile_in_its_prime_and_give_the_eager_outputs(tiny, monkeypatch):
+    """AVGGT's merge of the extra terms is a compiled stage of a compiled forward: priming the
+    model for the AVGGT plan compiles it (after a dense prime, which never meets it), and the
+    timed forward then compiles nothing and matches the eager model with the same plan."""
+    six = torch.rand(6, 3, 56, 70, generator=torch.Generator().manual_seed(2))
+    plan = resolve_plan("avggt", {}, "vggt", tiny.num_global_layers)
+    with torch.inference_mode():
+        expected = tiny(six, plan)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    compiled_stage.cache_clear()
+    torch._dynamo.reset()
+    compiled = create_model("vggt-tiny", weights="random", seed=0, compile=True)
+    counters.clear()
+    compiled.prime(six, DensePlan())
+    dense_graphs = counters["stats"]["unique_graphs"]
+    compiled.prime(six, plan)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs > dense_graphs
+    with torch.inference_mode():
+        out = compiled(six, plan)
+    assert counters["stats"]["unique_graphs"] == graphs
+    for key in expected:
+        torch.testing.assert_close(out[key], expected[key], rtol=1e-4, atol=1e-5)
+    compiled_stage.cache_clear()
 
 
 def test_aggregator_keeps_only_the_layers_heads_read(tiny, images):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from bench.methods.kernels import AttentionKernel
+from bench.stages import stage
 
 if TYPE_CHECKING:
     from bench.methods.plan import Layout
@@ -91,21 +92,43 @@ def subsample(
 
     out, lse = kernel.attend_with_lse(q, k_kept, v_kept)
     acc = lse.dtype
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    terms: list[tuple[torch.Tensor, torch.Tensor]] = []  # (score per query, value per query or shared)
-    if diagonal:
-        own = torch.linalg.vecdot(q, k).to(acc) * scale
-        terms.append((own.masked_fill(kept, -math.inf), v))
+    own_mask = kept if diagonal else None
+    k_mean = v_mean = mean_bias = None
     if mean:
         k_mean = ((k.sum(2, dtype=acc) - k_kept.sum(2, dtype=acc)) / dropped).to(q.dtype)
         v_mean = ((v.sum(2, dtype=acc) - v_kept.sum(2, dtype=acc)) / dropped).to(q.dtype)
-        score = (q @ k_mean.unsqueeze(-1)).squeeze(-1).to(acc) * scale
-        if mean_log_count:
-            score = score + math.log(dropped)
-        terms.append((score, v_mean.unsqueeze(2)))
+        mean_bias = torch.full((), math.log(dropped) if mean_log_count else 0.0, dtype=acc, device=q.device)
+    return stage(merge_extra_terms)(out, lse, q, k, v, own_mask, k_mean, v_mean, mean_bias)
 
+
+def merge_extra_terms(
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    own_mask: torch.Tensor | None,
+    k_mean: torch.Tensor | None,
+    v_mean: torch.Tensor | None,
+    mean_bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """The kept keys' attention (`out`, `lse`) joined under one softmax by each query's own key
+    (where `own_mask` is False: dropped keys only) and by the mean key with its additive bias.
+
+    Memory-bound: every step reads or writes (B, heads, N, head_dim) tensors, so a compiled
+    forward runs it as one fused kernel (`bench.stages.stage`).
+    """
+    acc = lse.dtype
+    scale = q.shape[-1] ** -0.5
+    terms: list[tuple[torch.Tensor, torch.Tensor]] = []  # (score per query, value per query or shared)
+    if own_mask is not None:
+        own = (q.to(acc) * k.to(acc)).sum(-1) * scale
+        terms.append((own.masked_fill(own_mask, -math.inf), v))
+    if k_mean is not None:
+        score = (q.to(acc) * k_mean.to(acc).unsqueeze(2)).sum(-1) * scale + mean_bias
+        terms.append((score, v_mean.unsqueeze(2)))
     total = torch.logsumexp(torch.stack([lse] + [score for score, _ in terms]), dim=0)
     merged = out.to(acc) * torch.exp(lse - total).unsqueeze(-1)
     for score, value in terms:
-        merged.add_(value.to(acc) * torch.exp(score - total).unsqueeze(-1))
+        merged = merged + value.to(acc) * torch.exp(score - total).unsqueeze(-1)
     return merged.to(q.dtype)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.models.layers.compile import compile_stages
+from bench.stages import compile_stages
 from bench.registry import Registry
 
 if TYPE_CHECKING:
@@ -64,16 +64,16 @@ class BenchModel(nn.Module):
         self._primed: set[tuple[Any, ...]] = set()
 
     def compile_stages(self) -> None:
-        """Run the memory-bound stages of every block and head compiled (`bench.models.layers.compile`)."""
+        """Run the memory-bound stages of every block and head compiled (`bench.stages`)."""
         compile_stages(self)
         self.compiled = True
 
     def prime(self, images: torch.Tensor, plan: "AttentionPlan | None" = None) -> None:
         """Do outside the timed region what a first forward at this image size would do inside it:
-        compile. One two-frame forward per image size and device; nothing for eager models.
-        Compiled code is general in sizes from 2 up; a size of exactly 1 (a last chunk of one frame)
-        compiles once more, in whichever forward first meets it."""
-        key = (tuple(images.shape[-2:]), images.device)
+        compile. One two-frame forward per image size, device and plan (plans compile stages of
+        their own); nothing for eager models. Compiled code is general in sizes from 2 up; a size
+        of exactly 1 (a last chunk of one frame) compiles once more, in whichever forward first meets it."""
+        key = (tuple(images.shape[-2:]), images.device, plan)  # plans hash by identity
         if self.compiled and key not in self._primed:
             with torch.inference_mode():  # the mode the timed forwards run in (compiled code guards on it)
                 self(images[..., :2, :, :, :], plan=plan)

@@ -26,6 +26,7 @@ from bench.models.heads.pi3_camera_head import Pi3CameraHead, nearest_rotation
 from bench.models.heads.pi3_decoder import FrameDecoder, PixelShuffleHead
 from bench.models.intrinsics import intrinsics_from_local_points
 from bench.models.layers import Block, DinoVisionTransformer, RopeTable, grid_positions, rope_table
+from bench.stages import stages_compiled_within
 from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, model_factory, plan_attend
 
 
@@ -121,7 +122,7 @@ class Pi3(BenchModel):
         batch, frames, _, height, width = images.shape
         grid = (height // self.cfg.patch_size, width // self.cfg.patch_size)
         autocast_dtype = cuda_autocast_dtype(images.device)
-        with torch.autocast("cuda", dtype=autocast_dtype, enabled=images.is_cuda):
+        with torch.autocast("cuda", dtype=autocast_dtype, enabled=images.is_cuda), stages_compiled_within(self.compiled):
             hidden = self._decode(images, grid, plan or DensePlan())
         outputs = self._heads(hidden, grid, autocast_dtype)
         return {name: t.unflatten(0, (batch, frames)) for name, t in outputs.items()}

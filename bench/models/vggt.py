@@ -23,6 +23,7 @@ from bench.methods.plan import AttentionPlan, DensePlan, Layout
 from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads import CameraHead, DPTHead
 from bench.models.layers import Block, DinoVisionTransformer, grid_positions, rope_table
+from bench.stages import stages_compiled_within
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
 from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, model_factory, plan_attend
 
@@ -166,7 +167,7 @@ class VGGT(BenchModel):
         """
         images = check_images(images, self.cfg.patch_size, "VGGT", self.preprocess_mode)
         height, width = images.shape[-2:]
-        with torch.autocast("cuda", dtype=cuda_autocast_dtype(images.device), enabled=images.is_cuda):
+        with torch.autocast("cuda", dtype=cuda_autocast_dtype(images.device), enabled=images.is_cuda), stages_compiled_within(self.compiled):
             layers = self.aggregator(images, plan or DensePlan(), self.cfg.kept_layers, self.token_chunk_frames)
         with torch.autocast(images.device.type, enabled=False):
             pose_enc = self.camera_head(layers[self.cfg.depth - 1][:, :, 0], self.cfg.camera_iterations)

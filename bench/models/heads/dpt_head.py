@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models.layers.compile import compiled
+from bench.stages import compiled
 
 _INTERPOLATE_MAX_ELEMENTS = 1_610_612_736  # F.interpolate overflows int32 indexing beyond this
 
 
 class DPTHead(nn.Module):
-    stages_compiled = False  # run each chunk of frames compiled (`bench.models.layers.compile`)
+    stages_compiled = False  # run each chunk of frames compiled (`bench.stages`)
 
     def __init__(
         self,
@@ -56,30 +56,32 @@ class DPTHead(nn.Module):
         """Aggregator outputs by layer (B, S, P, dim_in) → prediction (B, S, H, W, C) and confidence (B, S, H, W)."""
         batch, frames = layer_tokens[self.layers[0]].shape[:2]
         step = frames if not frames_per_chunk else frames_per_chunk
+        grid_h, grid_w = height // self.patch_size, width // self.patch_size
+        like = self.norm.weight
+        tables = [uv_tables(project.out_channels, grid_h, grid_w, width / height, like) for project in self.projects]
+        tables.append(uv_tables(self.scratch.output_conv1.out_channels, grid_h * self.patch_size, grid_w * self.patch_size, width / height, like))
         run = compiled(dpt_frames) if self.stages_compiled else dpt_frames
         chunks = [
-            run(self, [layer_tokens[layer][:, start : start + step, patch_start:].flatten(0, 1) for layer in self.layers], height, width)
+            run(self, [layer_tokens[layer][:, start : start + step, patch_start:].flatten(0, 1) for layer in self.layers], tables)
             for start in range(0, frames, step)
         ]
         preds, confs = ([t.unflatten(0, (batch, -1)) for t in outputs] for outputs in zip(*chunks))
         return torch.cat(preds, dim=1), torch.cat(confs, dim=1)
 
 
-def dpt_frames(head: DPTHead, patch_tokens: list[torch.Tensor], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def dpt_frames(head: DPTHead, patch_tokens: list[torch.Tensor], uv: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """One chunk of frames: patch tokens of each read layer (frames, h·w, dim_in) → (frames, H, W, C), (frames, H, W).
 
-    The position maps are made here, per chunk: compiled, their values are generated inside the
-    kernels that add them, which measured faster than reading maps made once per forward
-    (results/speed-h200/ANALYSIS.md).
+    `uv` holds the position tables (`uv_tables`) of the four projections and of the full-size map.
     """
-    grid_h, grid_w = height // head.patch_size, width // head.patch_size
+    grid_w, grid_h = uv[0][0].shape[1], uv[0][1].shape[1]
     features = []
-    for x, project, resize in zip(patch_tokens, head.projects, head.resize_layers):
+    for x, project, resize, tables in zip(patch_tokens, head.projects, head.resize_layers, uv):
         x = head.norm(x).permute(0, 2, 1).unflatten(2, (grid_h, grid_w))
-        features.append(resize(_add_uv_embedding(project(x), width / height)))
+        features.append(resize(_add_uv_embedding(project(x), tables)))
     out = head.scratch.fuse(*features)
     out = _interpolate(out, (grid_h * head.patch_size, grid_w * head.patch_size))
-    out = head.scratch.output_conv2(_add_uv_embedding(out, width / height))
+    out = head.scratch.output_conv2(_add_uv_embedding(out, uv[-1]))
     return _ACTIVATIONS[head.activation](out[:, :-1]).permute(0, 2, 3, 1), 1 + out[:, -1].exp()
 
 
@@ -155,16 +157,27 @@ def _interpolate(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.cat([F.interpolate(c, size=tuple(size), mode="bilinear", align_corners=True) for c in x.chunk(pieces)])
 
 
-def _add_uv_embedding(x: torch.Tensor, aspect_ratio: float, ratio: float = 0.1) -> torch.Tensor:
-    """x (N, C, h, w) + ratio · sin/cos embedding of the (u, v) grid, normalised to a unit half-diagonal."""
-    channels, grid_h, grid_w = x.shape[1:]
+def uv_tables(channels: int, grid_h: int, grid_w: int, aspect_ratio: float, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sin/cos position embedding of an h×w map with C channels, as its two factors: (C/2, w) of
+    the normalised u coordinate (the first C/2 channels) and (C/2, h) of v (the rest); coordinates
+    span a unit half-diagonal, in the dtype and on the device of `like` (the head's parameters).
+
+    The embedding of a pixel needs one entry of each, so a head chunk reads a few kilobytes
+    instead of generating (C, h, w) sines per frame (the full-size map alone is 26 M values).
+    """
     diagonal = (aspect_ratio**2 + 1.0) ** 0.5
     span_u, span_v = aspect_ratio / diagonal, 1.0 / diagonal
-    u = torch.linspace(-span_u * (grid_w - 1) / grid_w, span_u * (grid_w - 1) / grid_w, grid_w, dtype=x.dtype, device=x.device)
-    v = torch.linspace(-span_v * (grid_h - 1) / grid_h, span_v * (grid_h - 1) / grid_h, grid_h, dtype=x.dtype, device=x.device)
-    uu, vv = torch.meshgrid(u, v, indexing="xy")  # (h, w) each
-    embedding = torch.cat([_sincos(uu, channels // 2), _sincos(vv, channels // 2)], dim=-1)  # (h, w, C)
-    return x + ratio * embedding.permute(2, 0, 1)
+    u = torch.linspace(-span_u * (grid_w - 1) / grid_w, span_u * (grid_w - 1) / grid_w, grid_w, dtype=like.dtype, device=like.device)
+    v = torch.linspace(-span_v * (grid_h - 1) / grid_h, span_v * (grid_h - 1) / grid_h, grid_h, dtype=like.dtype, device=like.device)
+    return _sincos(u, channels // 2).T.contiguous(), _sincos(v, channels // 2).T.contiguous()
+
+
+def _add_uv_embedding(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor], ratio: float = 0.1) -> torch.Tensor:
+    """x (N, C, h, w) + ratio · the position embedding whose factors `uv_tables` made."""
+    u_table, v_table = tables
+    half, grid_h, grid_w = u_table.shape[0], v_table.shape[1], u_table.shape[1]
+    embedding = torch.cat([u_table[:, None, :].expand(half, grid_h, grid_w), v_table[:, :, None].expand(half, grid_h, grid_w)])
+    return x + ratio * embedding
 
 
 def _sincos(pos: torch.Tensor, dim: int, omega_0: float = 100.0) -> torch.Tensor:

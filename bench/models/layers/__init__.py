@@ -2,7 +2,6 @@
 
 from bench.models.layers.attention import Attend, Attention, sdpa
 from bench.models.layers.block import Block
-from bench.models.layers.compile import compile_stages, compiled
 from bench.models.layers.dinov2 import DinoVisionTransformer, interpolate_pos_embed
 from bench.models.layers.layer_scale import LayerScale
 from bench.models.layers.mlp import Mlp
@@ -18,8 +17,6 @@ __all__ = [
     "Mlp",
     "PatchEmbed",
     "RopeTable",
-    "compile_stages",
-    "compiled",
     "grid_positions",
     "interpolate_pos_embed",
     "rope_table",

@@ -4,7 +4,7 @@ The block runs in three stages: the per-token work before attention (norm1, qkv,
 the attention itself (swappable: an attention plan's operator), and the per-token work after it
 (proj, layer scale, residual, norm2, MLP, residual). The two per-token stages are where a forward
 spends its memory-bound time (float32 norms and residuals, casts, RoPE, GELU); with
-`stages_compiled` each runs as a few fused kernels (`bench.models.layers.compile`).
+`stages_compiled` each runs as a few fused kernels (`bench.stages`).
 
 The per-token stages can run in chunks of rows so that a sequence of a million tokens never
 materialises its MLP hidden state or its float32 RoPE temporaries at once; only q, k, v (in the
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from bench.models.layers.attention import Attend, Attention, sdpa
-from bench.models.layers.compile import compiled
+from bench.stages import compiled
 from bench.models.layers.layer_scale import LayerScale
 from bench.models.layers.mlp import Mlp
 from bench.models.layers.rope import RopeTable

@@ -5,12 +5,18 @@ stage as a plain function of the module and sets `stages_compiled`; `compiled(st
 compilation of that function, shared by every module that runs it (parameters are graph inputs)
 and made with dynamic shapes, so new frame counts and chunk sizes do not recompile. Compilation is
 lazy: a run that never asks for it never needs a compiler.
+
+Attention operators have such stages too (the merge of extra terms after a kernel call); they are
+not modules, so a compiled model's forward opens `stages_compiled_within` and an operator runs
+`stage(function)`, compiled exactly when the forward that calls it is.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 from torch import nn
@@ -29,3 +35,21 @@ def compile_stages(model: nn.Module) -> None:
     for module in model.modules():
         if hasattr(type(module), "stages_compiled"):
             module.stages_compiled = True
+
+
+_FORWARD_COMPILED: ContextVar[bool] = ContextVar("forward_compiled", default=False)
+
+
+@contextmanager
+def stages_compiled_within(enabled: bool) -> Iterator[None]:
+    """Inside: `stage` hands out compiled stages when `enabled`."""
+    token = _FORWARD_COMPILED.set(enabled)
+    try:
+        yield
+    finally:
+        _FORWARD_COMPILED.reset(token)
+
+
+def stage(function: Stage) -> Stage:
+    """`function` as the current forward runs its stages: compiled or as written."""
+    return compiled(function) if _FORWARD_COMPILED.get() else function
