@@ -76,8 +76,9 @@ def _plan_independent(model_name: str, frames: int, image_size: tuple[int, int])
     return float(counter.get_total_flops()), tuple(recording.calls)
 
 
-def count_flops(model_name: str, plan: Plan, frames: int, image_size: tuple[int, int]) -> FlopCount:
-    """FLOPs of one forward of registered model `model_name` on `frames` images of `image_size` (H, W)."""
+def count_flops(model_name: str, plan: Plan, frames: int, image_size: tuple[int, int], observed: dict[str, float] | None = None) -> FlopCount:
+    """FLOPs of one forward of registered model `model_name` on `frames` images of `image_size` (H, W);
+    `observed`: what a run of the plan recorded (`Plan.layer_flops`)."""
     other, calls = _plan_independent(model_name, frames, tuple(image_size))
-    attention = sum(plan.layer_flops(layer, layout, dim) for layer, layout, dim in calls)
+    attention = sum(plan.layer_flops(layer, layout, dim, observed) for layer, layout, dim in calls)
     return FlopCount(global_attention=attention, other=other)

@@ -5,8 +5,9 @@
 For every ok row, the FLOP model (bench/flops.py) counts the global attention of its plan and the
 rest of the model for the same frame count and image size; the prediction is global attention at
 the measured rate of the attention kernel plus the rest at the measured bf16 GEMM rate (both from
-the same GPU; defaults are the H100 figures in results/operators-h100 and REFERENCE.md). Writes
-flop_model.md and flop_model.csv into the results folder.
+the same GPU; defaults are the H100 figures in results/operators-h100 and REFERENCE.md). Block-sparse
+rows that recorded the share of key blocks they kept are counted at that share, not at the preset's
+floor. Writes flop_model.md and flop_model.csv into the results folder.
 """
 
 from __future__ import annotations
@@ -43,15 +44,17 @@ def main(results_dir: Path, attention_tflops: float, gemm_tflops: float) -> None
             traits[name] = (model.family, model.num_global_layers)
         family, layers = traits[name]
         plan = resolve_plan(row["method_name"], row["method_params"], family, layers)
-        flops = count_flops(name, plan, row["frames_used"], tuple(row["image_size"]))
+        observed = (row.get("plan") or {}).get("observed")
+        flops = count_flops(name, plan, row["frames_used"], tuple(row["image_size"]), observed)
         predicted = flops.seconds(attention_tflops * 1e12, gemm_tflops * 1e12)
         table.append({
             "model": row["model"], "method": row["method"], "frames": row["frames_used"],
+            "key_blocks_kept": (observed or {}).get("key_blocks_kept"),
             "global_attention_tflop": flops.global_attention / 1e12, "other_tflop": flops.other / 1e12,
             "predicted_s": predicted, "measured_s": row["time_median_s"], "measured_over_predicted": row["time_median_s"] / predicted,
         })
         print(f"{row['model']} {row['method']} {row['frames_used']}: predicted {predicted:.3f} s, measured {row['time_median_s']:.3f} s", flush=True)
-    frame = pd.DataFrame(table)
+    frame = pd.DataFrame(table).dropna(axis=1, how="all")  # no block-sparse observations: no share column
     frame.to_csv(results_dir / "flop_model.csv", index=False)
     header = (
         f"FLOP model vs measured: global attention at {attention_tflops:g} TFLOP/s, everything else at "

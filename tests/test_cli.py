@@ -25,6 +25,9 @@ class FrameLocalPlan:
     def attend(self, layer, q, k, v, layout):
         raise NotImplementedError("the oracle never calls attend")
 
+    def reset_observations(self):
+        pass
+
 
 @pytest.fixture
 def suite_file(tmp_path, fake_metrics, register):
@@ -150,6 +153,10 @@ def test_smoke_suite_scores_the_exact_oracle_perfectly(tmp_path):
             assert min(scores) < 100.0 and r["depth.abs_rel"] > 0.01
         else:  # random weights: scored, flagged timing-only
             assert r["weights_random"] and r["plan"]["family"] in ("vggt", "pi3")
+            if r["method"] == "sparse-vggt-50":  # at least the preset's half of the key blocks ran
+                assert 0.5 <= r["plan"]["observed"]["key_blocks_kept"] <= 1.0
+            else:
+                assert "observed" not in r["plan"]
     report = invoke("report", out)
     header = next(line for line in report.output.splitlines() if line.startswith("| method") and "scenes" in line)
     assert report.exit_code == 0 and "speedup" in header

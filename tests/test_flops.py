@@ -41,3 +41,21 @@ def test_everything_but_global_attention_is_the_same_under_every_plan():
     counts = [count_flops("vggt-tiny", resolve_plan(m, {}, "vggt", layers), 2, SIZE) for m in ("dense", "avggt", "fastvggt")]
     assert len({c.other for c in counts}) == 1
     assert counts[1].global_attention < counts[0].global_attention
+
+
+def test_block_sparse_counts_the_share_a_run_observed():
+    """Without an observation the count is the preset's floor; with one, the share that ran (every
+    key block kept: dense attention plus the block selection)."""
+    model = create_model("vggt-tiny", weights="random")
+    layers, dim = model.num_global_layers, model.aggregator.global_blocks[0].attn.qkv.in_features
+    frames, tokens = 4, 5 + 4 * 5
+    n, special = frames * tokens, frames * 5
+    plan = resolve_plan("sparse-vggt-50", {}, "vggt", layers)
+
+    def attention(observed=None):
+        return count_flops("vggt-tiny", plan, frames, SIZE, observed).global_attention
+
+    selection = 2.0 * (n / 128) * (n / 64) * dim
+    assert attention() == pytest.approx(layers * (4 * (n - special) * (0.5 * n + special) * dim + 4 * special * n * dim + selection))
+    assert attention({"key_blocks_kept": 1.0}) == pytest.approx(layers * (4 * n * n * dim + selection))
+    assert attention({"key_blocks_kept": 0.7}) == pytest.approx(layers * (4 * (n - special) * 0.7 * n * dim + 4 * special * n * dim + selection))

@@ -242,6 +242,25 @@ def test_block_sparse_matches_masked_attention_built_by_hand(shape, ratio, cdf, 
     torch.testing.assert_close(got, block_sparse_by_hand(q, k, v, layout, ratio, cdf), rtol=0, atol=1e-12)
 
 
+def test_block_sparse_observes_the_share_of_key_blocks_it_keeps(kernel):
+    """The recorded share is the mean of the block mask that ran: the patch blocks the rules chose
+    plus the blocks that hold special keys, over batch, heads and query blocks; a reset clears it."""
+    layout = make_layout(4, 5, (9, 11), 0)
+    q, k, v = random_qkv(layout, seed=3)
+    q = q * 3
+    patches = [i for i in range(layout.num_tokens) if i % layout.tokens_per_frame >= layout.special_tokens]
+    chosen = selection_by_hand(pooled_by_hand(q[:, :, patches].numpy(), Q_BLOCK), pooled_by_hand(k[:, :, patches].numpy(), K_BLOCK), 0.75, 0.3)
+    full = np.ones(chosen.shape[:3] + (-(-layout.num_tokens // K_BLOCK),), dtype=bool)
+    full[..., : len(patches) // K_BLOCK] = chosen[..., : len(patches) // K_BLOCK]
+    for _ in range(2):
+        block_sparse(q, k, v, layout, kernel=kernel, sparse_ratio=0.75, cdf_threshold=0.3)
+    observed = kernel.observations()
+    assert set(observed) == {"key_blocks_kept"} and observed["key_blocks_kept"] == pytest.approx(full.mean(), rel=1e-6)
+    assert 0.25 < observed["key_blocks_kept"] < 1.0
+    kernel.reset_observations()
+    assert kernel.observations() == {}
+
+
 def test_select_blocks_takes_the_larger_of_the_two_counts():
     # one query block, four key blocks with probabilities 0.6, 0.25, 0.1, 0.05 (by construction of the logits)
     probs = torch.tensor([0.6, 0.25, 0.1, 0.05], dtype=torch.float64)

@@ -12,6 +12,8 @@ takes for their cumulative probability to reach cdf_threshold, whichever is more
 On CUDA the sparse part runs on FlexAttention (compiled) with a block mask built from the chosen
 blocks; elsewhere on a masked reference path (exact, chunked over query blocks, meant for tests).
 `implementation=flex` on CPU runs FlexAttention eagerly, which tests the mask it is given.
+Each call tells the kernel the share of key blocks it kept (`AttentionKernel.observe`), so a
+result row says how sparse the attention that ran actually was.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def block_sparse(
     key_blocks = -(-order.numel() // K_BLOCK)
     keep = torch.ones(keep_patch.shape[:3] + (key_blocks,), dtype=torch.bool, device=q.device)
     keep[..., : patch_keys // K_BLOCK] = keep_patch[..., : patch_keys // K_BLOCK]  # later blocks hold specials
+    kernel.observe("key_blocks_kept", keep.mean(dtype=torch.float32))
 
     if implementation == "auto":
         implementation = "flex" if q.device.type == "cuda" else "masked"

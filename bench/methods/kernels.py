@@ -42,6 +42,7 @@ class AttentionKernel:
             raise ValueError(f"kernel {requested!r} is not known; choose one of {', '.join(KERNEL_CHOICES)}")
         self.requested = requested
         self.used: set[str] = set()  # backends (and "flex" for block-sparse) that actually ran
+        self._observed: dict[str, tuple[torch.Tensor, int]] = {}  # name → (running sum on device, calls)
 
     def backend_for(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
         """The backend that runs these inputs; raises ValueError if the requested one cannot."""
@@ -57,6 +58,19 @@ class AttentionKernel:
     def record(self, name: str) -> None:
         """Note a kernel that ran outside this class (FlexAttention for block-sparse attention)."""
         self.used.add(name)
+
+    def observe(self, name: str, value: torch.Tensor) -> None:
+        """Add one call's value of a data-dependent statistic (block-sparse's share of key blocks
+        kept). Summed where it was computed, so a timed forward never waits on the host."""
+        total, calls = self._observed.get(name, (0.0, 0))
+        self._observed[name] = (value.detach().double() + total, calls + 1)
+
+    def observations(self) -> dict[str, float]:
+        """Each statistic's mean over the calls since the last reset."""
+        return {name: float(total) / calls for name, (total, calls) in sorted(self._observed.items())}
+
+    def reset_observations(self) -> None:
+        self._observed.clear()
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """softmax(q·kᵀ/√d)·v over (B, heads, L, d) inputs."""

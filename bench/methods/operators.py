@@ -61,12 +61,18 @@ def _subsample_flops(params: dict[str, Any], layout: Layout, dim: int) -> float:
 
 
 def _block_sparse_flops(params: dict[str, Any], layout: Layout, dim: int) -> float:
-    """A lower bound: the kept share of key blocks is data-dependent and at least 1 − sparse_ratio
-    (the cdf rule can only add blocks); special queries are dense; block selection on pooled scores."""
+    """Patch queries over the kept key blocks, special queries dense, block selection on pooled scores.
+
+    The kept share is data-dependent: with `key_blocks_kept` (the share a run observed, special
+    tokens' blocks included) the count is the work done; without, a lower bound, 1 − sparse_ratio
+    of the patch keys (the cdf rule can only add blocks) plus the special keys."""
     n, special = layout.num_tokens, layout.frames * layout.special_tokens
-    kept = max(0.0, 1.0 - params["sparse_ratio"])
+    if "key_blocks_kept" in params:
+        keys = params["key_blocks_kept"] * n
+    else:
+        keys = max(0.0, 1.0 - params["sparse_ratio"]) * n + special
     selection = 2.0 * (n / Q_BLOCK) * (n / K_BLOCK) * dim
-    return _attention_flops(n - special, kept * n + special, dim) + _attention_flops(special, n, dim) + selection
+    return _attention_flops(n - special, keys, dim) + _attention_flops(special, n, dim) + selection
 
 
 def _merge_flops(params: dict[str, Any], layout: Layout, dim: int) -> float:

@@ -44,6 +44,9 @@ class AttentionPlan(Protocol):
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout) -> torch.Tensor: ...
 
+    def reset_observations(self) -> None:
+        """Start a new cell: what `describe` reports as observed covers the calls after this."""
+
 
 class DensePlan:
     """Exact softmax attention over all tokens in every layer: the published models."""
@@ -58,6 +61,9 @@ class DensePlan:
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout) -> torch.Tensor:
         return dense(q, k, v, layout, kernel=self.kernel)
+
+    def reset_observations(self) -> None:
+        self.kernel.reset_observations()
 
 
 @dataclass(frozen=True)
@@ -110,10 +116,16 @@ class Plan:
         rule = self.layers[layer]
         return OPERATORS.get(rule.operator).run(q, k, v, layout, kernel=self.kernel, **rule.params)
 
-    def layer_flops(self, layer: int, layout: Layout, dim: int) -> float:
-        """Floating-point operations of global layer `layer`'s attention (dim = heads × head_dim)."""
+    def reset_observations(self) -> None:
+        self.kernel.reset_observations()
+
+    def layer_flops(self, layer: int, layout: Layout, dim: int, observed: dict[str, float] | None = None) -> float:
+        """Floating-point operations of global layer `layer`'s attention (dim = heads × head_dim).
+
+        `observed` (a result row's `plan.observed`) gives data-dependent operators the work they
+        measured doing instead of the bound their parameters set."""
         rule = self.layers[layer]
-        return OPERATORS.get(rule.operator).flops(rule.params, layout, dim)
+        return OPERATORS.get(rule.operator).flops({**rule.params, **(observed or {})}, layout, dim)
 
     def describe(self, frames: int | None = None) -> dict:
         """Method, settings, kernel, and consecutive layers with the same operator and parameters."""
@@ -123,6 +135,7 @@ class Plan:
                 groups[-1] = (groups[-1][0], index, rule)
             else:
                 groups.append((index, index, rule))
+        observed = self.kernel.observations()
         return {
             "method": self.method,
             "family": self.family,
@@ -130,6 +143,7 @@ class Plan:
             "kernel": self.kernel.requested,
             "kernels_used": sorted(self.kernel.used),
             "settings": {name: json_value(value) for name, value in self.settings.items()},
+            **({"observed": observed} if observed else {}),
             "layers": [
                 {
                     "layers": f"{first}-{last}" if last > first else f"{first}",
