@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.stages import compile_stages
 from bench.registry import Registry
+from bench.stages import compile_stages
 
 if TYPE_CHECKING:
     from bench.methods.plan import AttentionPlan

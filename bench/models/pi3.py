@@ -26,8 +26,8 @@ from bench.models.heads.pi3_camera_head import Pi3CameraHead, nearest_rotation
 from bench.models.heads.pi3_decoder import FrameDecoder, PixelShuffleHead
 from bench.models.intrinsics import intrinsics_from_local_points
 from bench.models.layers import Block, DinoVisionTransformer, RopeTable, grid_positions, rope_table
-from bench.stages import stages_compiled_within
 from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, model_factory, plan_attend
+from bench.stages import stages_compiled_within
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from bench.methods.plan import AttentionPlan, DensePlan, Layout
 from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads import CameraHead, DPTHead
 from bench.models.layers import Block, DinoVisionTransformer, grid_positions, rope_table
-from bench.stages import stages_compiled_within
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
 from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, model_factory, plan_attend
+from bench.stages import stages_compiled_within
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,7 @@ def uv_tables(channels: int, grid_h: int, grid_w: int, aspect_ratio: float, like
     span a unit half-diagonal, in the dtype and on the device of `like` (the head's parameters).
 
     The embedding of a pixel needs one entry of each, so a head chunk reads a few kilobytes
-    instead of generating (C, h, w) sines per frame (the full-size map alone is 26 M values).
+    instead of generating all (C, h, w) sines of the map (26 M at the image size) in every chunk.
     """
     diagonal = (aspect_ratio**2 + 1.0) ** 0.5
     span_u, span_v = aspect_ratio / diagonal, 1.0 / diagonal

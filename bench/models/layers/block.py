@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from bench.models.layers.attention import Attend, Attention, sdpa
-from bench.stages import compiled
 from bench.models.layers.layer_scale import LayerScale
 from bench.models.layers.mlp import Mlp
 from bench.models.layers.rope import RopeTable
+from bench.stages import compiled
 
 
 class Block(nn.Module):
