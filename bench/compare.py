@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from bench.report import add_speedup, metric_columns
+from metrics import direction
 
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.yaml")
 REGRESSION, IMPROVED, WITHIN, UNCHECKED, CHANGED = "REGRESSION", "improved", "within tolerance", "no tolerance", "changed"
@@ -31,7 +32,7 @@ class ToleranceError(ValueError):
 
 @dataclass(frozen=True)
 class Tolerance:
-    better: str  # "higher" or "lower"
+    better: str | None  # "higher" or "lower"; None: the metric's own direction (`metrics.direction`)
     abs: float = 0.0
     rel: float = 0.0
 
@@ -49,7 +50,14 @@ class Tolerances:
     speedup: Tolerance
 
     def for_metric(self, column: str) -> Tolerance | None:
-        return next((tol for pattern, tol in self.metrics if fnmatch.fnmatchcase(column, pattern)), None)
+        """The tolerance of the first entry matching "<metric>.<key>", with its direction resolved."""
+        pattern, tol = next(((p, t) for p, t in self.metrics if fnmatch.fnmatchcase(column, p)), (None, None))
+        if tol is None or tol.better is not None:
+            return tol
+        key = column.split(".", 1)[-1]
+        if direction(key) is None:
+            raise ToleranceError(f"{column}: tolerance {pattern!r} does not say `better` and {key!r} has no known direction; add better: higher or lower")
+        return replace(tol, better=direction(key))
 
 
 def _tolerance(entry: Any, where: str, better: str | None = None) -> Tolerance:
@@ -57,8 +65,8 @@ def _tolerance(entry: Any, where: str, better: str | None = None) -> Tolerance:
     if not isinstance(entry, dict) or set(entry) - allowed_keys:
         raise ToleranceError(f"{where}: expected a mapping with keys {', '.join(sorted(allowed_keys))}, got {entry!r}")
     better = entry.get("better", better)
-    if better not in ("higher", "lower"):
-        raise ToleranceError(f"{where}.better: {better!r}; allowed: higher, lower")
+    if better not in ("higher", "lower", None):
+        raise ToleranceError(f"{where}.better: {better!r}; allowed: higher, lower (or leave it out: the metric's own direction)")
     bounds = {k: entry.get(k, 0.0) for k in ("abs", "rel")}
     for key, value in bounds.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

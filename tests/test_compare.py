@@ -101,3 +101,20 @@ def test_bad_tolerance_files(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ToleranceError, match=re.escape(message)):
         load_tolerances(path)
+
+
+def test_direction_comes_from_the_metric_unless_the_entry_says_it(tmp_path):
+    """The shipped tolerances leave `better` to the metric (AUC up, AbsRel down); a metric the
+    harness does not know needs it in its entry, and without it comparing is one clear error."""
+    shipped = load_tolerances()
+    assert shipped.for_metric("pose.auc30").better == "higher" and shipped.for_metric("depth.abs_rel").better == "lower"
+    base = [dict(r, metrics=["mystery"], **{"mystery.score": 1.0}) for r in BASELINE]
+    new = [dict(r) for r in base]
+    new[1]["mystery.score"] = 0.5
+    said = tmp_path / "said.yaml"
+    said.write_text("metrics: [{match: 'mystery.*', better: higher, abs: 0.1}]")
+    assert compare(frame(*base), frame(*new), load_tolerances(said)).diffs["verdict"].tolist() == [REGRESSION]
+    unsaid = tmp_path / "unsaid.yaml"
+    unsaid.write_text("metrics: [{match: 'mystery.*', abs: 0.1}]")
+    with pytest.raises(ToleranceError, match=re.escape("mystery.score: tolerance 'mystery.*' does not say `better`")):
+        compare(frame(*base), frame(*new), load_tolerances(unsaid))
