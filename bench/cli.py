@@ -65,8 +65,13 @@ def main() -> None:
     "--time-limit", type=click.FloatRange(min=0), metavar="SECONDS",
     help="Start no new cell after this many seconds (for machines with a wall-time limit); run again to continue.",
 )
+@click.option(
+    "--expect-from", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RESULTS_DIR",
+    help="With --time-limit: also leave for the next run each cell that, timed as in this earlier run of the same cells, would end after the limit.",
+)
 def run_command(
-    suite_path: Path, out: Path | None, only: tuple[str, ...], device: str | None, fresh: bool, dry_run: bool, time_limit: float | None
+    suite_path: Path, out: Path | None, only: tuple[str, ...], device: str | None, fresh: bool, dry_run: bool, time_limit: float | None,
+    expect_from: Path | None,
 ) -> None:
     """Run a suite: every model × method × dataset × scene × frame count.
 
@@ -74,6 +79,8 @@ def run_command(
     and OUT/env.json records the environment. Running again skips cells already measured (status
     ok or oom; error rows are retried), so an interrupted run resumes where it stopped.
     """
+    if expect_from and time_limit is None:
+        raise click.UsageError("--expect-from only matters with --time-limit: give both, or leave it out")
     suite, expansion = _load(suite_path, device)
     store = ResultStore(out or Path("results") / suite.name)
     cells = runner.select(expansion.cells, only)
@@ -94,7 +101,8 @@ def run_command(
     if fresh:
         store.reset()
     try:
-        summary = runner.run(expansion, store, only, time_limit=time_limit)
+        expect = runner.expected_seconds(read_rows(expect_from)) if expect_from else None
+        summary = runner.run(expansion, store, only, time_limit=time_limit, expect=expect)
     except (runner.RunError, ResultsError) as err:
         raise click.ClickException(str(err)) from None
     counts = ", ".join(f"{n} {status}" for status, n in summary.statuses.items()) or "nothing new"

@@ -116,13 +116,35 @@ def select(cells: list[Cell], only: Iterable[str] = ()) -> list[Cell]:
     return [c for c in cells if any(fnmatch.fnmatchcase(c.cell_id, p) for p in patterns)]
 
 
+def expected_seconds(rows: Iterable[dict[str, Any]]) -> Callable[[Cell], float | None]:
+    """How long each cell should take, from the rows of an earlier run of the same cells (matched
+    by identity): its median forward time × the forwards this suite runs for it (warm-up and
+    repeats). None for a cell that has no ok row there."""
+    measured = {r["id"]: (r["time_median_s"], r["frames_used"]) for r in rows if r.get("status") == "ok" and r.get("time_median_s")}
+
+    def expect(cell: Cell) -> float | None:
+        if cell.identity not in measured:
+            return None
+        seconds, frames = measured[cell.identity]
+        timing = cell.suite.timing
+        return seconds * (timing.warmup_for(frames) + timing.repeats_for(frames))
+
+    return expect
+
+
 def run(
-    expansion: Expansion, store: ResultStore, only: Iterable[str] = (), progress: bool = True, time_limit: float | None = None
+    expansion: Expansion,
+    store: ResultStore,
+    only: Iterable[str] = (),
+    progress: bool = True,
+    time_limit: float | None = None,
+    expect: Callable[[Cell], float | None] | None = None,
 ) -> RunSummary:
     """Measure every selected cell not already in `store`, appending one row per cell.
 
-    With `time_limit` (seconds), no cell starts once that much time has passed; the cells left are
-    measured by the next run.
+    With `time_limit` (seconds), no cell starts once that much time has passed, nor a cell that
+    `expect` says would end after it (`expected_seconds`); the cells left are measured by the
+    next run.
     """
     started = time.monotonic()
     cells = select(expansion.cells, only)
@@ -139,9 +161,12 @@ def run(
     bar = tqdm(todo, unit="cell", desc=cells[0].suite.name if cells else "", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         for cell in bar:
-            if time_limit is not None and time.monotonic() - started > time_limit:
-                summary.out_of_time = True
-                break
+            if time_limit is not None:
+                elapsed = time.monotonic() - started
+                needed = expect(cell) if expect else None
+                if elapsed > time_limit or (needed is not None and elapsed + needed > time_limit):
+                    summary.out_of_time = True  # left for the next run; a shorter cell after it may still fit
+                    continue
             bar.set_postfix_str(cell.cell_id, refresh=True)
             row = measure(cell, models, sequences, env_id)
             store.append(row)

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The speed sweep (suites/speed.yaml) on a GPU machine, in pieces that each end within a time limit.
 #
-#   scripts/speed_sweep.sh RESULTS OUT_DIR [SECONDS] [--only GLOB ...]
+#   scripts/speed_sweep.sh RESULTS OUT_DIR [SECONDS] [--only GLOB ...] [--expect-from EARLIER]
 #
 # Starts from the rows already in RESULTS (the committed results directory of this GPU, e.g.
 # results/speed-h200; copied into OUT_DIR), measures the cells still missing (those matching
-# --only, if given) and starts no new cell after SECONDS (default 420). Bring OUT_DIR/cells.jsonl
-# and env.json back into RESULTS and run again until nothing is left; every run resumes where the
-# last stopped. Wheels carried in .whl (packages the GPU machine lacks, e.g. evo) are installed first.
+# --only, if given) and starts no new cell after SECONDS (default 420). With --expect-from an
+# earlier results directory of the same suite, it also skips each cell that, timed as there,
+# would end after SECONDS, so SECONDS can be the whole budget of the piece. Bring
+# OUT_DIR/cells.jsonl and env.json back into RESULTS and run again until nothing is left; every
+# run resumes where the last stopped. Wheels carried in .whl (packages the GPU machine lacks,
+# e.g. evo) are installed first. Other options go to `avggt-bench run`.
 set -euo pipefail
 results=$1 out=$2; shift 2
 limit=420

@@ -160,3 +160,17 @@ def test_smoke_suite_scores_the_exact_oracle_perfectly(tmp_path):
     report = invoke("report", out)
     header = next(line for line in report.output.splitlines() if line.startswith("| method") and "scenes" in line)
     assert report.exit_code == 0 and "speedup" in header
+
+
+def test_run_leaves_cells_expected_to_overrun_for_the_next_run(tmp_path, suite_file):
+    earlier, out = tmp_path / "earlier", tmp_path / "out"
+    assert invoke("run", suite_file, "--out", earlier).exit_code == 0
+    lonely = invoke("run", suite_file, "--out", out, "--expect-from", earlier)
+    assert lonely.exit_code == 2 and "--expect-from only matters with --time-limit" in lonely.output
+    lines = (earlier / "cells.jsonl").read_text().splitlines()
+    slow = json.loads(lines[0])
+    slow["time_median_s"] = 1e6
+    (earlier / "cells.jsonl").write_text("\n".join([json.dumps(slow)] + lines[1:]) + "\n")
+    result = invoke("run", suite_file, "--out", out, "--time-limit", 3600, "--expect-from", earlier)
+    assert result.exit_code == 0 and "Time limit reached: 1 cells left" in result.output
+    assert slow["id"] not in {r["id"] for r in read_rows(out)}

@@ -10,7 +10,7 @@ from conftest import tiny_suite, write_suite
 
 from bench.models import MODELS
 from bench.models.oracle import OracleModel
-from bench.runner import RunError, run
+from bench.runner import RunError, expected_seconds, run
 from bench.store import ResultStore, read_rows
 from bench.suite import expand, load_suite
 
@@ -149,6 +149,25 @@ def test_time_limit_stops_between_cells_and_the_next_run_continues(tmp_path, fak
     assert summary.out_of_time and summary.recorded == 1
     summary, store = run_suite(tmp_path, data)
     assert not summary.out_of_time and summary.already_done == 1 and summary.recorded == summary.selected - 1
+
+
+def test_a_cell_expected_to_end_after_the_limit_is_left_for_the_next_run(tmp_path, fake_metrics):
+    """Expected time = an earlier run's median forward × this suite's forwards for the cell; a cell
+    that would overrun the limit is skipped, the cells after it that fit still run."""
+    data = tiny_suite()
+    run_suite(tmp_path, data, out="earlier")
+    earlier = read_rows(tmp_path / "earlier")
+    slow = earlier[1]["id"]
+    earlier[1]["time_median_s"] = 400.0
+    expect = expected_seconds(earlier)
+    cells = expand(load_suite(write_suite(tmp_path, data))).cells
+    slow_cell = next(c for c in cells if c.identity == slow)
+    assert expect(slow_cell) == pytest.approx(400.0 * 2)  # tiny suite: no warm-up, 2 repeats
+    summary, store = run_suite(tmp_path, data, time_limit=500, expect=expect)
+    assert summary.out_of_time and summary.recorded == summary.selected - 1
+    assert slow not in {r["id"] for r in read_rows(store.directory)}
+    summary, store = run_suite(tmp_path, data)
+    assert summary.recorded == 1 and slow in {r["id"] for r in read_rows(store.directory)}
 
 
 class Compiling(OracleModel):
