@@ -55,9 +55,10 @@ class Tolerances:
         if tol is None or tol.better is not None:
             return tol
         key = column.split(".", 1)[-1]
-        if direction(key) is None:
+        better = direction(key)
+        if better is None:
             raise ToleranceError(f"{column}: tolerance {pattern!r} does not say `better` and {key!r} has no known direction; add better: higher or lower")
-        return replace(tol, better=direction(key))
+        return replace(tol, better=better)
 
 
 def _tolerance(entry: Any, where: str, better: str | None = None) -> Tolerance:
