@@ -9,7 +9,6 @@ checked. Cells of the baseline missing from the new results are listed as a warn
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import numbers
 from dataclasses import dataclass, field, replace
@@ -20,7 +19,7 @@ import pandas as pd
 import yaml
 
 from bench.report import add_speedup, metric_columns
-from metrics import direction
+from metrics import METRICS
 
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.yaml")
 REGRESSION, IMPROVED, WITHIN, UNCHECKED, CHANGED = "REGRESSION", "improved", "within tolerance", "no tolerance", "changed"
@@ -32,7 +31,7 @@ class ToleranceError(ValueError):
 
 @dataclass(frozen=True)
 class Tolerance:
-    better: str | None  # "higher" or "lower"; None: the metric's own direction (`metrics.direction`)
+    better: str | None  # "higher" or "lower"; None until resolved from the metric's declaration
     abs: float = 0.0
     rel: float = 0.0
 
@@ -46,33 +45,52 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class Tolerances:
-    metrics: tuple[tuple[str, Tolerance], ...]
+    metrics: dict[str, dict[str, Tolerance]]  # metric → key (a declared family such as `rra`) → tolerance
     speedup: Tolerance
 
     def for_metric(self, column: str) -> Tolerance | None:
-        """The tolerance of the first entry matching "<metric>.<key>", with its direction resolved."""
-        pattern, tol = next(((p, t) for p, t in self.metrics if fnmatch.fnmatchcase(column, p)), (None, None))
-        if tol is None or tol.better is not None:
-            return tol
-        key = column.split(".", 1)[-1]
-        better = direction(key)
-        if better is None:
-            raise ToleranceError(f"{column}: tolerance {pattern!r} does not say `better` and {key!r} has no known direction; add better: higher or lower")
-        return replace(tol, better=better)
+        """The tolerance of a value column "<metric>.<key>" with its direction, or None if it has
+        none (diagnostics, options and undeclared keys never have one)."""
+        metric, _, key = column.partition(".")
+        entries = self.metrics.get(metric, {})
+        if metric not in METRICS:
+            return entries.get(key)
+        declared = METRICS.get(metric).key(key)
+        if declared is None or declared.kind != "value" or declared.family not in entries:
+            return None
+        return replace(entries[declared.family], better=declared.better)
 
 
-def _tolerance(entry: Any, where: str, better: str | None = None) -> Tolerance:
-    allowed_keys = {"better", "abs", "rel"} | ({"match"} if better is None else set())
+def _tolerance(entry: Any, where: str, better_allowed: bool) -> Tolerance:
+    allowed_keys = {"abs", "rel"} | ({"better"} if better_allowed else set())
     if not isinstance(entry, dict) or set(entry) - allowed_keys:
         raise ToleranceError(f"{where}: expected a mapping with keys {', '.join(sorted(allowed_keys))}, got {entry!r}")
-    better = entry.get("better", better)
-    if better not in ("higher", "lower", None):
-        raise ToleranceError(f"{where}.better: {better!r}; allowed: higher, lower (or leave it out: the metric's own direction)")
+    better = entry.get("better")
+    if better_allowed and better not in ("higher", "lower"):
+        raise ToleranceError(f"{where}.better: {better!r}; allowed: higher, lower (this metric is not registered, so its entry says which way is better)")
     bounds = {k: entry.get(k, 0.0) for k in ("abs", "rel")}
     for key, value in bounds.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ToleranceError(f"{where}.{key}: {value!r}; allowed: a number >= 0")
     return Tolerance(better, float(bounds["abs"]), float(bounds["rel"]))
+
+
+def _metric_entries(metric: str, entries: Any, where: str) -> dict[str, Tolerance]:
+    """The entries of one metric, each key checked against the metric's declaration."""
+    if not isinstance(entries, dict):
+        raise ToleranceError(f"{where}: expected a mapping of the metric's keys to {{abs, rel}}")
+    if metric not in METRICS:  # a metric this harness does not know (a plug-in): entries say `better`
+        return {key: _tolerance(entry, f"{where}.{key}", better_allowed=True) for key, entry in entries.items()}
+    declared = METRICS.get(metric)
+    values = [k.family for k in declared.keys if k.kind == "value"]
+    out = {}
+    for key, entry in entries.items():
+        found = declared.family(str(key))
+        if found is None or found.kind != "value":
+            what = "is not one of its values" if found is None else f"is a {found.kind}, never compared"
+            raise ToleranceError(f"{where}.{key}: {metric} key {key!r} {what}; allowed: {', '.join(values)}")
+        out[str(key)] = _tolerance(entry, f"{where}.{key}", better_allowed=False)
+    return out
 
 
 def load_tolerances(path: str | Path | None = None) -> Tolerances:
@@ -84,17 +102,12 @@ def load_tolerances(path: str | Path | None = None) -> Tolerances:
         raise ToleranceError(f"{source}: cannot read tolerances: {err}") from None
     if not isinstance(data, dict) or set(data) - {"metrics", "speedup"}:
         raise ToleranceError(f"{source}: expected a mapping with keys metrics, speedup")
-    entries = data.get("metrics") or []
-    if not isinstance(entries, list):
-        raise ToleranceError(f"{source}: metrics: expected a list of {{match, better, abs, rel}} entries")
-    metrics = []
-    for i, entry in enumerate(entries):
-        where = f"{source}: metrics[{i}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("match"), str):
-            raise ToleranceError(f"{where}.match: missing; allowed: a glob over metric columns, e.g. '*.auc*'")
-        metrics.append((entry["match"], _tolerance(entry, where)))
-    speedup = _tolerance(data.get("speedup", {}), f"{source}: speedup", better="higher")
-    return Tolerances(tuple(metrics), speedup)
+    metrics = data.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        raise ToleranceError(f"{source}: metrics: expected a mapping of metric names to {{key: {{abs, rel}}}}")
+    parsed = {str(name): _metric_entries(str(name), entries, f"{source}: metrics.{name}") for name, entries in metrics.items()}
+    speedup = _tolerance(data.get("speedup", {}), f"{source}: speedup", better_allowed=False)
+    return Tolerances(parsed, replace(speedup, better="higher"))
 
 
 @dataclass
@@ -129,7 +142,7 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: Tolerances) -
     baseline, new = add_speedup(baseline), add_speedup(new)
     base_rows = {r["id"]: r for r in baseline.to_dict(orient="records")}
     new_rows = {r["id"]: r for r in new.to_dict(orient="records")}
-    columns = list(dict.fromkeys(metric_columns(baseline) + metric_columns(new)))
+    columns = list(dict.fromkeys(metric_columns(baseline, ("value",)) + metric_columns(new, ("value",))))
     diffs: list[dict[str, Any]] = []
     unchecked: set[str] = set()
 

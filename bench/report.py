@@ -22,6 +22,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.store import cells_path, read_rows
+from metrics import METRICS, column_key
 
 GROUP_KEYS = ("model", "dataset", "frames")
 SWEEP_QUANTITIES = {"time_s": "median time (s)", "speedup": "speedup vs dense", "peak_gib": "peak memory (GiB)"}
@@ -35,10 +36,17 @@ def load_results(location: str | Path) -> pd.DataFrame:
     return add_speedup(pd.DataFrame(read_rows(location)))
 
 
-def metric_columns(df: pd.DataFrame) -> list[str]:
-    """Numeric `<metric>.<key>` columns of the metrics the rows were scored with, in row order."""
+def metric_columns(df: pd.DataFrame, kinds: tuple[str, ...] = ("value", "diagnostic")) -> list[str]:
+    """Numeric `<metric>.<key>` columns of the metrics the rows were scored with, in row order,
+    whose declared kind is one of `kinds`; keys of metrics not registered here count as values
+    (their results can still be read and compared, with tolerances that say which way is better)."""
     names = {m for listed in df.get("metrics", pd.Series(dtype=object)).dropna() for m in listed}
-    return [c for c in df.columns if "." in c and c.split(".", 1)[0] in names and pd.api.types.is_numeric_dtype(df[c])]
+
+    def kind(column: str) -> str | None:
+        declared = column_key(column)
+        return declared.kind if declared is not None else "value" if column.split(".", 1)[0] not in METRICS else None
+
+    return [c for c in df.columns if "." in c and c.split(".", 1)[0] in names and pd.api.types.is_numeric_dtype(df[c]) and kind(c) in kinds]
 
 
 def add_speedup(df: pd.DataFrame) -> pd.DataFrame:

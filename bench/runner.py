@@ -25,11 +25,11 @@ from tqdm import tqdm
 from bench.env import fingerprint
 from bench.models import BenchModel, Prediction, create_model
 from bench.preprocess import preprocess
-from bench.store import ResultStore
+from bench.store import SCHEMA_VERSION, ResultStore
 from bench.suite import Cell, DatasetSpec, Expansion, ModelSpec
 from bench.timing import time_forward
 from datasets_adapters import DatasetAdapter, Sequence
-from metrics import METRICS
+from metrics import METRICS, split_raw
 
 PREDICTION_FIELDS = ("extrinsics", "intrinsics", "depth", "depth_conf", "world_points", "world_points_conf")
 TRACEBACK_LINES = 12
@@ -168,7 +168,9 @@ def run(
                     summary.out_of_time = True  # left for the next run; a shorter cell after it may still fit
                     continue
             bar.set_postfix_str(cell.cell_id, refresh=True)
-            row = measure(cell, models, sequences, env_id)
+            row, arrays = measure(cell, models, sequences, env_id)
+            if arrays:
+                row["raw"] = store.write_raw(cell.identity, arrays)
             store.append(row)
             summary.statuses[row["status"]] += 1
             if row["status"] != "ok":
@@ -199,6 +201,7 @@ def _sequence_loader(adapters: dict[str, DatasetAdapter]) -> Callable[[tuple], S
 def base_row(cell: Cell, env_id: str) -> dict[str, Any]:
     """The identity and resolved configuration of a cell: what every row carries, measured or not."""
     return {
+        "schema_version": SCHEMA_VERSION,
         "id": cell.identity,
         "inputs_id": cell.inputs_id,
         "cell": cell.cell_id,
@@ -228,14 +231,18 @@ def base_row(cell: Cell, env_id: str) -> dict[str, Any]:
         "image_size": None,
         "metrics": list(cell.suite.metrics),
         "metric_options": cell.suite.metric_options,
+        "metric_versions": {name: METRICS.get(name).version for name in cell.suite.metrics},
+        "raw": None,
         "device": cell.device,
         "env_id": env_id,
     }
 
 
-def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dict[str, Any]:
-    """The row of one cell: timing and metrics, or the failure that stopped it."""
+def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The row of one cell (timing and metrics, or the failure that stopped it) and the raw arrays
+    to keep beside it: the frame ids and each metric's per-pair / per-frame values."""
     row = base_row(cell, env_id)
+    arrays: dict[str, np.ndarray] = {}
     stage = "building the model"
     try:
         model = models.get((cell.model, cell.device))
@@ -244,6 +251,7 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dic
         seq = sequences.get((cell.dataset, cell.scene, cell.frames, cell.preprocess))
         row.update(seq.sampling)
         row.update(frames_used=seq.num_frames, image_size=list(seq.image_size))
+        arrays["frame_ids"] = np.asarray(seq.frame_ids, dtype=str)
         stage = "forward pass"
         images = torch.from_numpy(seq.images).to(cell.device)
         timing = cell.suite.timing
@@ -258,13 +266,15 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> dic
         del raw
         for name in cell.suite.metrics:
             stage = f"metric {name}"
-            values = METRICS.get(name)(pred, gt, **cell.suite.metric_options.get(name, {}))
+            values, per_item = split_raw(METRICS.get(name)(pred, gt, **cell.suite.metric_options.get(name, {})))
             row.update({f"{name}.{key}": v.item() if isinstance(v, np.generic) else v for key, v in values.items()})
+            arrays.update({f"{name}.{key}": v for key, v in per_item.items()})
         row.update(status="ok", recorded_at=_now())
     except Exception as exc:
         failure = exc if isinstance(exc, CellFailure) else CellFailure.from_exception(exc, stage)
         row.update(failure.as_row(), recorded_at=_now())
-    return row
+        arrays = {}
+    return row, arrays
 
 
 def metric_inputs(prediction: Prediction, seq: Sequence) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

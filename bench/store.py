@@ -1,9 +1,12 @@
-"""A results folder: `cells.jsonl` (one JSON row per measured cell) and `env.json`.
+"""A results folder: `cells.jsonl` (one JSON row per measured cell), `env.json` and `raw/`.
 
 Rows are only ever appended, each flushed and fsynced, so a crash or Ctrl-C loses at most the
 cell in flight. A row cut short by a kill (no final newline) is dropped when the folder is opened
 again. When a cell is measured again (a retried error), its newest row is the one that counts.
 `env.json` maps each env id to the fingerprint of the environment that wrote rows with it.
+`raw/<cell identity>.npz` holds a row's raw arrays (per-pair and per-frame metric values, the frame
+ids): written completely before the row that names it (field ``raw``), so a row never points at
+a missing or partial file.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.env import env_id
 
 CELLS_FILE = "cells.jsonl"
 ENV_FILE = "env.json"
+RAW_DIR = "raw"
+SCHEMA_VERSION = 2  # of a row: 2 added `raw`, `metric_versions` and the protocol fields
 DONE_STATUSES = ("ok", "oom")  # rows that count as measured; `error` rows are retried by the next run
 
 
@@ -65,6 +72,18 @@ def read_rows(location: str | Path) -> list[dict[str, Any]]:
     return list(newest.values())
 
 
+def read_raw(location: str | Path, row: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The raw arrays of `row` from the results folder it belongs to ({} when it has none)."""
+    if not row.get("raw"):
+        return {}
+    path = cells_path(location).parent / row["raw"]
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as err:
+        raise ResultsError(f"{path}: cannot read the raw values of {row.get('cell', row['id'])} ({err})") from None
+
+
 class ResultStore:
     """Appends rows to one results folder and says which cells it already holds."""
 
@@ -94,6 +113,20 @@ class ResultStore:
     def done(self) -> set[str]:
         """Identities of cells measured already (status ok or oom)."""
         return {row["id"] for row in self.rows() if row.get("status") in DONE_STATUSES}
+
+    def write_raw(self, identity: str, arrays: dict[str, np.ndarray]) -> str:
+        """Save `arrays` as raw/<identity>.npz (complete before it is renamed into place) and return
+        the path relative to the folder, for the row's ``raw`` field."""
+        folder = self.directory / RAW_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{identity}.npz"
+        partial = folder / f"{identity}.partial.npz"
+        with partial.open("wb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+        return f"{RAW_DIR}/{target.name}"
 
     def append(self, row: dict[str, Any]) -> None:
         line = json.dumps(_json_value(row), allow_nan=False, default=str)

@@ -1,7 +1,8 @@
-"""Alignment steps the protocols apply before scoring: Umeyama Sim(3), depth scale/shift fits, ICP.
+"""Alignment steps the protocols apply before scoring point maps and trajectories: Umeyama Sim(3), ICP.
 
 Alignment is explicit and separate from the metrics (as in evo): each function returns the fitted
-transform, and the metric applies it and records which alignment it used.
+transform, and the metric applies it and records which alignment it used. (Depth alignments are
+scalar fits that live with the depth procedure in `metrics.depth`.)
 """
 
 from __future__ import annotations
@@ -110,16 +111,23 @@ def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True) -> 
     return CorrespondenceMoments().add(source, target).similarity(with_scale)
 
 
-def median_scale(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Scale s = median(gt) / median(pred) over corresponding valid values (the median-ratio protocol)."""
-    return float(np.median(gt) / np.median(pred))
+@dataclass(frozen=True)
+class IcpResult:
+    """A rigid refinement and how well it registers: the share of source points with a target
+    within the threshold (fitness) and the RMSE of those distances (inlier RMSE)."""
+
+    transform: Similarity
+    fitness: float
+    inlier_rmse: float
 
 
-def least_squares_scale_shift(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
-    """(s, b) minimising Σ (s · pred + b − gt)² over corresponding valid values."""
-    design = np.stack([pred, np.ones_like(pred)], axis=1).astype(np.float64)
-    (scale, shift), *_ = np.linalg.lstsq(design, gt.astype(np.float64), rcond=None)
-    return float(scale), float(shift)
+def _correspondences(points: np.ndarray, tree: cKDTree, threshold: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(inlier mask, nearest target index, fitness, inlier RMSE) of each point's nearest target within `threshold`."""
+    distances, index = tree.query(points, distance_upper_bound=threshold, workers=-1)
+    inliers = np.isfinite(distances)
+    fitness = float(inliers.mean()) if len(inliers) else 0.0
+    rmse = float(np.sqrt(np.mean(distances[inliers] ** 2))) if inliers.any() else 0.0
+    return inliers, index, fitness, rmse
 
 
 def icp_point_to_point(
@@ -129,33 +137,28 @@ def icp_point_to_point(
     max_iterations: int = 30,
     tolerance: float = 1e-6,
     target_tree: cKDTree | None = None,
-) -> Similarity:
+) -> IcpResult:
     """Rigid transform refining the registration of source (N, 3) onto target (M, 3).
 
-    Point-to-point ICP as in Open3D's ``registration_icp`` (and its default criteria): each
-    iteration pairs every source point with its nearest target point, keeps pairs closer than
-    `threshold`, and solves the rigid Umeyama fit on them; it stops after `max_iterations` or when
-    both the inlier fraction and the inlier RMSE change by less than `tolerance` (absolute, as
-    Open3D compares them; a relative test would chase rounding noise on exact data). Returns the
-    identity when no pair is within the threshold.
+    Open3D's ``registration_icp`` point-to-point loop with its default criteria, step for step:
+    pair every source point with its nearest target point closer than `threshold`; then, at most
+    `max_iterations` times, fit the rigid Umeyama transform on the pairs, move the source by it,
+    pair again, and stop once both the fitness and the inlier RMSE changed by less than
+    `tolerance` (absolute, as Open3D compares them). Without pairs the transform stays the identity.
     """
     tree = target_tree if target_tree is not None else cKDTree(target)
     total = Similarity.identity()
     moved = source
-    fitness, rmse = 0.0, np.inf
+    inliers, index, fitness, rmse = _correspondences(moved, tree, threshold)
     for _ in range(max_iterations):
-        distances, index = tree.query(moved, distance_upper_bound=threshold, workers=-1)
-        inliers = np.isfinite(distances)
-        new_fitness = float(inliers.mean()) if len(inliers) else 0.0
-        new_rmse = float(np.sqrt(np.mean(distances[inliers] ** 2))) if inliers.any() else np.inf
-        converged = abs(new_fitness - fitness) < tolerance and abs(new_rmse - rmse) < tolerance
-        fitness, rmse = new_fitness, new_rmse
-        if converged:
-            break
         try:
             step = umeyama(moved[inliers], target[index[inliers]], with_scale=False)
         except DegenerateAlignmentError:
             break
         total = total.then(step)
-        moved = total.apply(source)
-    return total
+        moved = step.apply(moved)
+        previous = (fitness, rmse)
+        inliers, index, fitness, rmse = _correspondences(moved, tree, threshold)
+        if abs(previous[0] - fitness) < tolerance and abs(previous[1] - rmse) < tolerance:
+            break
+    return IcpResult(total, fitness, rmse)

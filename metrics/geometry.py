@@ -87,24 +87,30 @@ def transform_points(points: np.ndarray, linear: np.ndarray, offset: np.ndarray 
     return (moved if offset is None else moved + np.asarray(offset)[:, None]).T
 
 
-def unproject_depth(depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def unproject_depth(
+    depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray, mask: np.ndarray | None = None, camera_dtype: type | None = None
+) -> np.ndarray:
     """World points (N, 3) of the masked pixels of z-depth maps (S, H, W), frame-major like ``array[mask]``;
     without a mask, the point map (S, H, W, 3) of every pixel (zero depth gives the camera centre).
 
-    Cameras are pixel K (S, 3, 3) and world-to-camera [R|t] (S, 3, 4); a pixel at column u, row v
-    (integer coordinates, as in the VGGT/π³ unprojection) maps to X_cam = depth · K⁻¹ (u, v, 1)ᵀ
-    and X_world = Rᵀ (X_cam − t) = depth · (Rᵀ K⁻¹) (u, v, 1)ᵀ + c. One GEMM per frame gives the
-    world rays of all pixels; memory stays at the size of one frame plus the output.
+    Cameras are pixel K (S, 3, 3) and world-to-camera [R|t] (S, 3, 4). A pixel at column u, row v
+    (integer coordinates, as in the VGGT/π³ unprojection) has camera coordinates
+    ((u − cx)·d/fx, (v − cy)·d/fy, d) and world coordinates Rᵀ·X_cam − Rᵀt, computed in float64.
+    `camera_dtype=np.float32` rounds the camera coordinates to float32 first, as π³'s published
+    evaluation does (about 1e-7 relative). Memory stays at one frame plus the output.
     """
     frames, height, width = depth.shape
     rows, cols = np.divmod(np.arange(height * width), width)
-    pixels = np.stack([cols, rows, np.ones_like(rows)]).astype(np.float64)  # (3, H·W)
     cam_to_world = invert_rigid(np.asarray(extrinsics, dtype=np.float64))
-    pixel_to_ray = cam_to_world[:, :, :3] @ np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
+    intrinsics = np.asarray(intrinsics, dtype=np.float64)
     points = [np.empty((0, 3))]
     for frame in range(frames):
         selected = slice(None) if mask is None else mask[frame].ravel()
-        rays = (pixel_to_ray[frame] @ pixels)[:, selected]
-        points.append((rays * depth[frame].ravel()[selected] + cam_to_world[frame, :, 3:]).T)
+        z = np.asarray(depth[frame], dtype=np.float64).ravel()[selected]
+        k = intrinsics[frame]
+        camera = np.stack([(cols[selected] - k[0, 2]) * z / k[0, 0], (rows[selected] - k[1, 2]) * z / k[1, 1], z])  # (3, N)
+        if camera_dtype is not None:
+            camera = camera.astype(camera_dtype).astype(np.float64)
+        points.append((cam_to_world[frame, :, :3] @ camera + cam_to_world[frame, :, 3:]).T)
     points = np.concatenate(points, axis=0)
     return points if mask is not None else points.reshape(frames, height, width, 3)

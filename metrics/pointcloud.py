@@ -3,7 +3,8 @@
 Vectorised numpy/pandas over scipy's cKDTree. Open3D is not used: its wheel brings about 1.6 GB of
 dependencies and needs system libraries (libusb) that a plain CI image lacks. The definitions follow
 Open3D's: a voxel keeps the mean of its points, a normal is the least-variance direction of the k
-nearest neighbours (k = 30 by default there and here; weighted here, see `estimate_normals`).
+nearest neighbours (k = 30 by default there and here; Open3D's plain or a smooth weighting, see
+`estimate_normals`).
 """
 
 from __future__ import annotations
@@ -93,33 +94,47 @@ def random_subset(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return points[keep]
 
 
-def estimate_normals(points: np.ndarray, neighbours: int = 30, tree: cKDTree | None = None, chunk: int = 65536) -> np.ndarray:
-    """Unit normals (N, 3): the least-variance direction of each point's k nearest neighbours.
+NORMAL_WEIGHTINGS = ("smooth", "none")
 
-    PCA over the k-NN as in Open3D, with one change: neighbour j at distance d_j is weighted by
-    (1 − (d_j / d_k)²)², which falls smoothly to 0 at the k-th distance d_k. Unweighted k-NN jumps
-    when rounding reorders near-equal distances at the k-th place, so two copies of one cloud that
-    differ by 1e-15 could get visibly different normals at edges; with the weights the normal is
-    a continuous function of the points. The sign is arbitrary (normal consistency uses |n·n'|).
-    Where the neighbourhood is a line (middle eigenvalue ≤ `LINE_RATIO` × largest: a row of voxels
-    on an edge seen end-on) no plane is defined and the normal is NaN. Covariances are formed and
-    solved in float32 (the centred patch needs no more) in chunks that bound memory at chunk·k·3
-    floats; the normals are returned as float64.
+
+def estimate_normals(
+    points: np.ndarray, neighbours: int = 30, tree: cKDTree | None = None, weighting: str = "smooth", chunk: int = 65536
+) -> np.ndarray:
+    """Unit normals (N, 3): the least-variance direction of each point's k nearest neighbours
+    (the point itself included). The sign is arbitrary (normal consistency uses |n·n'|).
+
+    `weighting` ``none`` is Open3D's ``estimate_normals`` (the published protocol): the plain
+    covariance of the k neighbours, in float64. ``smooth`` (this project's default) weights
+    neighbour j at distance d_j by (1 − (d_j / d_k)²)², which falls smoothly to 0 at the k-th
+    distance: unweighted k-NN jumps when rounding reorders near-equal distances at the k-th place,
+    so two copies of one cloud that differ by 1e-15 could get visibly different normals at edges;
+    with the weights the normal is a continuous function of the points. Smooth normals are solved
+    in float32 (the centred patch needs no more), and where the neighbourhood is a line (middle
+    eigenvalue ≤ `LINE_RATIO` × largest: a row of voxels on an edge seen end-on) no plane is
+    defined and the normal is NaN. Chunks bound memory at chunk·k·3 floats.
     """
+    if weighting not in NORMAL_WEIGHTINGS:
+        raise ValueError(f"normal weighting {weighting!r} is not one of {NORMAL_WEIGHTINGS}")
     tree = tree if tree is not None else cKDTree(points)
     k = min(neighbours, len(points))
-    single = np.asarray(points, dtype=np.float32)
+    smooth = weighting == "smooth"
+    values_of = np.asarray(points, dtype=np.float32 if smooth else np.float64)
     normals = np.empty((len(points), 3))
     for start in range(0, len(points), chunk):
         distances, index = tree.query(points[start : start + chunk], k=k, workers=-1)
         distances, index = distances.reshape(len(index), k), index.reshape(len(index), k)
-        weights = (1.0 - (distances / np.maximum(distances[:, -1:], 1e-300)) ** 2) ** 2
-        weights[weights.sum(axis=1) == 0] = 1.0  # all neighbours at one distance: plain PCA
-        weights = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
-        patch = single[index]
+        if smooth:
+            weights = (1.0 - (distances / np.maximum(distances[:, -1:], 1e-300)) ** 2) ** 2
+            weights[weights.sum(axis=1) == 0] = 1.0  # all neighbours at one distance: plain PCA
+            weights = weights / weights.sum(axis=1, keepdims=True)
+        else:
+            weights = np.full(index.shape, 1.0 / k)
+        weights = weights.astype(values_of.dtype)
+        patch = values_of[index]
         centred = patch - np.einsum("nk,nki->ni", weights, patch)[:, None, :]
         covariance = np.swapaxes(centred * weights[:, :, None], 1, 2) @ centred
         values, vectors = np.linalg.eigh(covariance)
         normals[start : start + chunk] = vectors[:, :, 0]
-        normals[start : start + chunk][values[:, 1] <= LINE_RATIO * values[:, 2]] = np.nan
+        if smooth:
+            normals[start : start + chunk][values[:, 1] <= LINE_RATIO * values[:, 2]] = np.nan
     return normals / np.linalg.norm(normals, axis=1, keepdims=True)

@@ -3,9 +3,15 @@
 The 7-Scenes / NRGBD protocol of CUT3R and π³: ground-truth points from the GT depth, intrinsics
 and poses; the predicted points of the same pixels mapped onto them by an Umeyama Sim(3), refined
 by point-to-point ICP; normals estimated on both clouds; then nearest-neighbour distances both ways.
-Both clouds are voxel-downsampled (GT units) after the Sim(3), frames streamed in chunks, and each
-cloud capped at `max_points`, so that 1000-frame scenes and scattered predictions stay fast and
-within memory.
+
+The published procedure (`pi3-mv-recon`) is ``voxel_size: 0, max_points: null, icp_max_points:
+null, normal_weighting: none, gt_precision: float32``: every point, Open3D's plain k-NN normals, and
+the GT camera coordinates rounded to float32 as π³'s unprojection does. This project's defaults
+make 1000-frame scenes fast and bounded instead: both clouds voxel-downsampled (1 cm in GT units)
+after the Sim(3), each capped at `max_points`, ICP estimated from at most `icp_max_points` points,
+and smooth normals (see `metrics.pointcloud.estimate_normals`); Acc/Comp then differ from the
+published numbers by tens of percent on real scans, so such rows are not comparable with π³'s.
+Frames are streamed in chunks either way.
 """
 
 from __future__ import annotations
@@ -21,38 +27,41 @@ from metrics.alignment import CorrespondenceMoments, DegenerateAlignmentError, i
 from metrics.confidence import ConfidenceFilter
 from metrics.geometry import unproject_depth
 from metrics.inputs import MetricInputError, MetricRow, MetricUnavailable, check_choice, compute_or_note, ground_truth, num_frames, prediction, valid_depth
-from metrics.pointcloud import VoxelGrid, estimate_normals, random_subset
+from metrics.pointcloud import NORMAL_WEIGHTINGS, VoxelGrid, estimate_normals, random_subset
+from metrics.registry import diagnostic, higher, lower, option, register_metric
 
 SOURCES = ("world_points", "depth")
-KEYS = ("acc", "acc_med", "comp", "comp_med", "nc1", "nc2", "nc", "chamfer", "pointmap_pred_voxels", "pointmap_gt_voxels")
+GT_PRECISIONS = {"float64": None, "float32": np.float32}
+SCORES = ("acc", "acc_med", "comp", "comp_med", "nc1", "nc1_med", "nc2", "nc2_med", "nc", "nc_med", "chamfer")
 FRAMES_PER_CHUNK = 8
-ICP_SAMPLE_POINTS = 50_000  # a rigid transform is well determined by far fewer pairs
 
 
-def normal_consistency(normals: np.ndarray, matched: np.ndarray) -> float:
-    """Mean |n · n'| over the pairs whose normals are both defined (NaN when none is)."""
+def normal_consistency(normals: np.ndarray, matched: np.ndarray) -> tuple[float, float]:
+    """Mean and median |n · n'| over the pairs whose normals are both defined (NaN when none is)."""
     dots = np.abs(np.sum(normals * matched, axis=1))
-    defined = np.isfinite(dots)
-    return float(np.mean(dots[defined])) if defined.any() else float("nan")
+    dots = dots[np.isfinite(dots)]
+    return (float(np.mean(dots)), float(np.median(dots))) if len(dots) else (float("nan"), float("nan"))
 
 
-def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neighbours: int = 30, gt_tree: cKDTree | None = None) -> dict[str, float]:
+def cloud_distances(
+    pred_points: np.ndarray, gt_points: np.ndarray, normal_neighbours: int = 30, gt_tree: cKDTree | None = None, normal_weighting: str = "smooth"
+) -> dict[str, float]:
     """Scores of a predicted cloud (N, 3) against a GT cloud (M, 3), both already in GT coordinates.
 
     acc / acc_med: mean / median distance from each predicted point to its nearest GT point;
-    comp / comp_med: the same from GT to prediction; nc1 = mean |n_pred · n_gt(nearest)| over
-    predicted points, nc2 the same over GT points (pairs where either normal is undefined are
-    left out), nc = (nc1 + nc2) / 2; chamfer = (acc + comp) / 2.
-    `gt_tree` is a KD-tree of `gt_points` when the caller already has one.
+    comp / comp_med: the same from GT to prediction; nc1 (nc1_med) = mean (median) |n_pred · n_gt|
+    of each predicted point and its nearest GT point, nc2 the same over GT points (pairs where
+    either normal is undefined are left out); nc = (nc1 + nc2) / 2 and nc_med alike;
+    chamfer = (acc + comp) / 2. `gt_tree` is a KD-tree of `gt_points` when the caller has one.
     """
     gt_tree = gt_tree if gt_tree is not None else cKDTree(gt_points)
     pred_tree = cKDTree(pred_points)
-    gt_normals = estimate_normals(gt_points, normal_neighbours, gt_tree)
-    pred_normals = estimate_normals(pred_points, normal_neighbours, pred_tree)
+    gt_normals = estimate_normals(gt_points, normal_neighbours, gt_tree, normal_weighting)
+    pred_normals = estimate_normals(pred_points, normal_neighbours, pred_tree, normal_weighting)
     to_gt, nearest_gt = gt_tree.query(pred_points, workers=-1)
     to_pred, nearest_pred = pred_tree.query(gt_points, workers=-1)
-    nc1 = normal_consistency(pred_normals, gt_normals[nearest_gt])
-    nc2 = normal_consistency(gt_normals, pred_normals[nearest_pred])
+    nc1, nc1_med = normal_consistency(pred_normals, gt_normals[nearest_gt])
+    nc2, nc2_med = normal_consistency(gt_normals, pred_normals[nearest_pred])
     acc, comp = float(np.mean(to_gt)), float(np.mean(to_pred))
     return {
         "acc": acc,
@@ -60,8 +69,11 @@ def cloud_distances(pred_points: np.ndarray, gt_points: np.ndarray, normal_neigh
         "comp": comp,
         "comp_med": float(np.median(to_pred)),
         "nc1": nc1,
+        "nc1_med": nc1_med,
         "nc2": nc2,
+        "nc2_med": nc2_med,
         "nc": (nc1 + nc2) / 2,
+        "nc_med": (nc1_med + nc2_med) / 2,
         "chamfer": (acc + comp) / 2,
     }
 
@@ -92,8 +104,15 @@ class RegisteredClouds(NamedTuple):
     pred: np.ndarray  # (N, 3) predicted cloud in GT coordinates
     gt: np.ndarray  # (M, 3)
     gt_tree: cKDTree  # built once, for ICP and the scores
-    pred_size: int  # voxels before the max_points cap
+    pred_size: int  # points (voxels) before the max_points cap
     gt_size: int
+    scale: float  # of the Umeyama Sim(3), prediction → GT
+    icp_fitness: float  # NaN without ICP
+    icp_rmse: float
+
+
+def _capped(points: np.ndarray, count: int | None) -> np.ndarray:
+    return points if count is None else random_subset(points, count)
 
 
 def registered_clouds(
@@ -104,23 +123,25 @@ def registered_clouds(
     gt_valid: np.ndarray,
     icp_threshold: float,
     voxel_size: float,
-    max_points: int,
+    max_points: int | None,
+    icp_max_points: int | None = None,
+    gt_precision: str = "float64",
 ) -> RegisteredClouds:
     """The predicted cloud registered onto the GT cloud, both voxel-downsampled and capped.
 
     The Umeyama Sim(3) is fitted on corresponding pixels (usable ⊆ gt_valid); the GT cloud holds
     every valid GT pixel, so pixels the prediction misses cost completeness. Frames are processed
     in chunks (two passes: moments and the GT grid, then the aligned predicted grid) so memory stays
-    bounded for 1000-frame scenes. A cloud with more than `max_points` voxels is randomly thinned
+    bounded for 1000-frame scenes. A cloud with more than `max_points` points is randomly thinned
     to that many (seeded): it bounds the cost when a prediction scatters its points (random
     weights, failed frames). ICP (`icp_threshold` ≤ 0 skips it) estimates its rigid transform from
-    at most ICP_SAMPLE_POINTS predicted points against the whole GT cloud.
+    at most `icp_max_points` predicted points against the whole GT cloud (None: all of them).
     """
     depth, intrinsics, extrinsics = (np.asarray(gt[key]) for key in ("depth", "intrinsics", "extrinsics"))
     chunks = [slice(start, start + FRAMES_PER_CHUNK) for start in range(0, len(depth), FRAMES_PER_CHUNK)]
     moments, gt_grid, pred_grid = CorrespondenceMoments(), VoxelGrid(voxel_size), VoxelGrid(voxel_size)
     for frames in chunks:
-        gt_points = unproject_depth(depth[frames], intrinsics[frames], extrinsics[frames], gt_valid[frames])
+        gt_points = unproject_depth(depth[frames], intrinsics[frames], extrinsics[frames], gt_valid[frames], GT_PRECISIONS[gt_precision])
         gt_grid.add(gt_points)
         moments.add(predicted_points(pred, source, usable, frames), gt_points[usable[frames][gt_valid[frames]]])
     try:
@@ -130,14 +151,40 @@ def registered_clouds(
     for frames in chunks:
         pred_grid.add(coarse.apply(predicted_points(pred, source, usable, frames)))
     pred_voxels, gt_voxels = pred_grid.points(), gt_grid.points()
-    pred_cloud, gt_cloud = random_subset(pred_voxels, max_points), random_subset(gt_voxels, max_points)
+    pred_cloud, gt_cloud = _capped(pred_voxels, max_points), _capped(gt_voxels, max_points)
     gt_tree = cKDTree(gt_cloud)
+    fitness = rmse = float("nan")
     if icp_threshold > 0:
-        refined = icp_point_to_point(random_subset(pred_cloud, ICP_SAMPLE_POINTS), gt_cloud, icp_threshold, target_tree=gt_tree)
-        pred_cloud = refined.apply(pred_cloud)
-    return RegisteredClouds(pred_cloud, gt_cloud, gt_tree, len(pred_voxels), len(gt_voxels))
+        refined = icp_point_to_point(_capped(pred_cloud, icp_max_points), gt_cloud, icp_threshold, target_tree=gt_tree)
+        pred_cloud = refined.transform.apply(pred_cloud)
+        fitness, rmse = refined.fitness, refined.inlier_rmse
+    return RegisteredClouds(pred_cloud, gt_cloud, gt_tree, len(pred_voxels), len(gt_voxels), coarse.scale, fitness, rmse)
 
 
+@register_metric(
+    "pointmap",
+    version=2,
+    keys=(
+        lower("acc", "accuracy: mean distance of each predicted point to the nearest GT point, GT units"),
+        lower("acc_med", "accuracy, median"),
+        lower("comp", "completeness: mean distance of each GT point to the nearest predicted point"),
+        lower("comp_med", "completeness, median"),
+        higher("nc1", "normal consistency of predicted points with their nearest GT point, mean |n·n'|"),
+        higher("nc1_med"),
+        higher("nc2", "normal consistency of GT points with their nearest predicted point"),
+        higher("nc2_med"),
+        higher("nc", "(nc1 + nc2) / 2"),
+        higher("nc_med", "(nc1_med + nc2_med) / 2"),
+        lower("chamfer", "(acc + comp) / 2"),
+        diagnostic("pointmap_pred_voxels", "points of the predicted cloud after downsampling, before the max_points cap"),
+        diagnostic("pointmap_gt_voxels", "points of the GT cloud after downsampling, before the max_points cap"),
+        diagnostic("pointmap_scale", "scale of the Sim(3) that maps the prediction onto the GT"),
+        diagnostic("pointmap_icp_fitness", "share of predicted points with a GT point within the ICP threshold"),
+        diagnostic("pointmap_icp_rmse", "RMSE of those inlier distances"),
+        *(option(f"pointmap_{name}") for name in ("source", "icp_threshold", "voxel_size", "max_points", "icp_max_points", "normal_weighting", "gt_precision", "conf_filter")),
+    ),
+    help="point-map Acc, Comp, NC (means and medians), Chamfer after Sim(3) + ICP",
+)
 def pointmap_metrics(
     pred: Mapping[str, Any],
     gt: Mapping[str, Any],
@@ -145,20 +192,27 @@ def pointmap_metrics(
     icp_threshold: float = 0.1,
     voxel_size: float = 0.01,
     normal_neighbours: int = 30,
-    max_points: int = 1_000_000,
+    normal_weighting: str = "smooth",
+    max_points: int | None = 1_000_000,
+    icp_max_points: int | None = 50_000,
+    gt_precision: str = "float64",
     conf_top_percent: float | None = None,
     conf_threshold: float | None = None,
 ) -> MetricRow:
-    """Acc, Comp (mean and median), NC1, NC2, NC and Chamfer of the predicted point map.
+    """Acc, Comp, NC1, NC2, NC (means and medians) and Chamfer of the predicted point map.
 
     `source`: ``world_points`` (the point head) or ``depth`` (predicted depth unprojected with the
     predicted cameras). `icp_threshold` and `voxel_size` are in GT units (0 disables either);
-    `max_points` caps each downsampled cloud. The row records the options and the voxel counts of
-    both clouds (``pointmap_pred_voxels``, ``pointmap_gt_voxels``: above `max_points` means thinned).
+    `max_points` caps each cloud and `icp_max_points` the points ICP fits on (null: no cap);
+    `normal_weighting` and `gt_precision`: see the module doc. The row records the options, the
+    point counts of both clouds (above `max_points` means thinned), the Sim(3) scale and the ICP fit.
     """
     check_choice(source, SOURCES, "source")
-    if max_points < 3:
-        raise MetricInputError(f"option max_points={max_points} must be at least 3")
+    check_choice(normal_weighting, NORMAL_WEIGHTINGS, "normal_weighting")
+    check_choice(gt_precision, GT_PRECISIONS, "gt_precision")
+    for name, cap in (("max_points", max_points), ("icp_max_points", icp_max_points)):
+        if cap is not None and cap < 3:
+            raise MetricInputError(f"option {name}={cap} must be at least 3 (or null: no cap)")
     confidence_filter = ConfidenceFilter(conf_top_percent, conf_threshold)
     frames = num_frames(gt)
     gt_depth = ground_truth(gt, "depth", (frames, None, None))
@@ -175,15 +229,24 @@ def pointmap_metrics(
         # Every BLAS call below is a thin 3×N product that extra BLAS threads only slow down (they
         # spin on the cores the KD-tree queries use): one BLAS thread is faster here.
         with threadpool_limits(limits=1, user_api="blas"):
-            clouds = registered_clouds(pred, source, usable, gt, gt_valid, icp_threshold, voxel_size, max_points)
-            row = cloud_distances(clouds.pred, clouds.gt, normal_neighbours, clouds.gt_tree)
-        return row | {"pointmap_pred_voxels": float(clouds.pred_size), "pointmap_gt_voxels": float(clouds.gt_size)}
+            clouds = registered_clouds(pred, source, usable, gt, gt_valid, icp_threshold, voxel_size, max_points, icp_max_points, gt_precision)
+            row = cloud_distances(clouds.pred, clouds.gt, normal_neighbours, clouds.gt_tree, normal_weighting)
+        return row | {
+            "pointmap_pred_voxels": float(clouds.pred_size),
+            "pointmap_gt_voxels": float(clouds.gt_size),
+            "pointmap_scale": clouds.scale,
+            "pointmap_icp_fitness": clouds.icp_fitness,
+            "pointmap_icp_rmse": clouds.icp_rmse,
+        }
 
     options = {
         "pointmap_source": source,
         "pointmap_icp_threshold": float(icp_threshold),
         "pointmap_voxel_size": float(voxel_size),
-        "pointmap_max_points": int(max_points),
+        "pointmap_max_points": max_points,
+        "pointmap_icp_max_points": icp_max_points,
+        "pointmap_normal_weighting": normal_weighting,
+        "pointmap_gt_precision": gt_precision,
         "pointmap_conf_filter": confidence_filter.label,
     }
-    return compute_or_note("pointmap", KEYS, compute) | options
+    return compute_or_note("pointmap", SCORES, compute) | options

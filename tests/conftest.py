@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
+from metrics import METRICS, Metric
 from metrics.geometry import camera_centres
-from metrics import METRICS
+from metrics.registry import lower
 
 
 @pytest.fixture
@@ -48,8 +49,8 @@ def depth_abs_rel(pred: dict[str, np.ndarray], gt: dict[str, np.ndarray]) -> dic
 @pytest.fixture
 def fake_metrics(register) -> tuple[str, str]:
     """Stand-in metrics `t_pose` and `t_depth`, so harness tests do not depend on metrics/."""
-    register(METRICS, "t_pose", rotation_error_deg)
-    register(METRICS, "t_depth", depth_abs_rel)
+    register(METRICS, "t_pose", Metric("t_pose", rotation_error_deg, (lower("rot_err_max"), lower("centre_err_max")), 1, "stand-in pose metric"))
+    register(METRICS, "t_depth", Metric("t_depth", depth_abs_rel, (lower("abs_rel"),), 1, "stand-in depth metric"))
     return "t_pose", "t_depth"
 
 

@@ -90,8 +90,12 @@ def test_missing_and_new_cells_are_reported():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("metrics: [{match: '*.x', better: up}]", "metrics[0].better: 'up'; allowed: higher, lower"),
-        ("metrics: [{better: higher}]", "metrics[0].match: missing"),
+        ("metrics: {mystery: {x: {better: up}}}", "metrics.mystery.x.better: 'up'; allowed: higher, lower"),
+        ("metrics: {mystery: {x: {abs: 0.1}}}", "metrics.mystery.x.better: None; allowed: higher, lower"),
+        ("metrics: {pose: {auc: {better: higher}}}", "metrics.pose.auc: expected a mapping with keys abs, rel"),
+        ("metrics: {pointmap: {accuracy: {abs: 0.1}}}", "metrics.pointmap.accuracy: pointmap key 'accuracy' is not one of its values; allowed: acc,"),
+        ("metrics: {pointmap: {pointmap_gt_voxels: {abs: 1}}}", "key 'pointmap_gt_voxels' is a diagnostic, never compared"),
+        ("metrics: [{match: '*.acc*'}]", "metrics: expected a mapping of metric names"),
         ("speedup: {rel: -1}", "speedup.rel: -1; allowed: a number >= 0"),
         ("speed: {rel: 0.1}", "expected a mapping with keys metrics, speedup"),
     ],
@@ -103,18 +107,19 @@ def test_bad_tolerance_files(tmp_path, text, message):
         load_tolerances(path)
 
 
-def test_direction_comes_from_the_metric_unless_the_entry_says_it(tmp_path):
-    """The shipped tolerances leave `better` to the metric (AUC up, AbsRel down); a metric the
-    harness does not know needs it in its entry, and without it comparing is one clear error."""
+def test_tolerances_are_anchored_at_the_metric_and_its_declared_keys():
     shipped = load_tolerances()
     assert shipped.for_metric("pose.auc30").better == "higher" and shipped.for_metric("depth.abs_rel").better == "lower"
+    assert shipped.for_metric("pose.rra3") == Tolerance("higher", 0.1, 0.01)  # the rra family, any threshold
+    assert shipped.for_metric("pointmap.accuracy") is None  # no prefix match: not a declared key
+    assert shipped.for_metric("pointmap.pointmap_gt_voxels") is None  # diagnostics are never compared
+    assert shipped.for_metric("depth.acc") is None  # a key of another metric
+
+
+def test_a_plug_in_metric_says_which_way_is_better(tmp_path):
     base = [dict(r, metrics=["mystery"], **{"mystery.score": 1.0}) for r in BASELINE]
     new = [dict(r) for r in base]
     new[1]["mystery.score"] = 0.5
     said = tmp_path / "said.yaml"
-    said.write_text("metrics: [{match: 'mystery.*', better: higher, abs: 0.1}]")
+    said.write_text("metrics: {mystery: {score: {better: higher, abs: 0.1}}}")
     assert compare(frame(*base), frame(*new), load_tolerances(said)).diffs["verdict"].tolist() == [REGRESSION]
-    unsaid = tmp_path / "unsaid.yaml"
-    unsaid.write_text("metrics: [{match: 'mystery.*', abs: 0.1}]")
-    with pytest.raises(ToleranceError, match=re.escape("mystery.score: tolerance 'mystery.*' does not say `better`")):
-        compare(frame(*base), frame(*new), load_tolerances(unsaid))

@@ -7,8 +7,6 @@ from metrics.alignment import (
     DegenerateAlignmentError,
     Similarity,
     icp_point_to_point,
-    least_squares_scale_shift,
-    median_scale,
     umeyama,
 )
 from metrics.geometry import unproject_depth
@@ -82,13 +80,6 @@ def test_similarity_composition_applies_first_then_second():
     np.testing.assert_allclose(first.then(second).apply(points), second.apply(first.apply(points)), atol=1e-12)
 
 
-def test_depth_scale_fits_in_closed_form():
-    gt = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
-    assert median_scale(gt / 2.5, gt) == pytest.approx(2.5)
-    scale, shift = least_squares_scale_shift((gt - 0.3) / 1.7, gt)
-    assert scale == pytest.approx(1.7) and shift == pytest.approx(0.3)
-
-
 def room_cloud() -> np.ndarray:
     gt = box_room(frames=6, height=24, width=32)
     return unproject_depth(gt["depth"], gt["intrinsics"], gt["extrinsics"], gt["valid"])
@@ -106,10 +97,12 @@ def test_icp_undoes_a_small_rigid_misalignment():
     rotation = Rotation.from_rotvec(np.radians(0.4) * np.array([0.2, 0.9, 0.4])).as_matrix()
     source = target @ rotation.T + np.array([0.004, -0.003, 0.002])
     refined = icp_point_to_point(source, target, threshold=0.1)
-    np.testing.assert_allclose(refined.apply(source), target, atol=1e-9)
+    np.testing.assert_allclose(refined.transform.apply(source), target, atol=1e-9)
+    assert refined.fitness == 1.0 and refined.inlier_rmse == pytest.approx(0.0, abs=1e-9)
 
 
 def test_icp_leaves_clouds_without_close_pairs_alone():
     target = room_cloud()
     refined = icp_point_to_point(target + 10.0, target, threshold=0.1)
-    np.testing.assert_allclose(refined.apply(target), target)
+    np.testing.assert_allclose(refined.transform.apply(target), target)
+    assert refined.fitness == 0.0

@@ -6,7 +6,7 @@ import pytest
 from metrics import METRICS, MetricInputError
 from metrics.geometry import unproject_depth
 from metrics.pointcloud import VoxelGrid, estimate_normals, random_subset, voxel_downsample
-from metrics.pointmap import KEYS, cloud_distances
+from metrics.pointmap import SCORES, cloud_distances
 from tests.metrics_scene import box_room, random_similarity, transform_world
 
 
@@ -145,7 +145,7 @@ def test_nan_points_are_excluded_and_cost_completeness(gt):
     assert row["acc"] == pytest.approx(0.0, abs=1e-9)  # what is predicted is exact
     assert row["comp"] > 0.01  # frame 0's part of the room is missing
     all_nan = pointmap({"world_points": np.full_like(points, np.nan)}, gt)
-    assert all(np.isnan(all_nan[key]) for key in KEYS) and "need at least 3" in all_nan["pointmap_note"]
+    assert all(np.isnan(all_nan[key]) for key in SCORES) and "need at least 3" in all_nan["pointmap_note"]
 
 
 def test_collinear_prediction_is_noted(gt):

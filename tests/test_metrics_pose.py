@@ -97,10 +97,10 @@ def test_auc_by_hand():
     # max errors 0.5, 2.5, 40: fractions below 1..5° are 1/3, 1/3, 2/3, 2/3, 2/3 → mean 8/15.
     rotation_error = np.array([0.5, 0.1, 40.0])
     translation_error = np.array([0.2, 2.5, 3.0])
-    assert pose_auc(rotation_error, translation_error, 5) == pytest.approx(100 * 8 / 15)
+    assert pose_auc(rotation_error, translation_error, 5) == pytest.approx(8 / 15)
     # An error of exactly T falls in the last, closed bin (as numpy.histogram counts it).
-    assert pose_auc(np.array([3.0]), np.array([0.0]), 3) == pytest.approx(100 / 3)
-    assert pose_auc(np.array([np.nan, 0.0]), np.array([0.0, 0.0]), 3) == pytest.approx(50.0)
+    assert pose_auc(np.array([3.0]), np.array([0.0]), 3) == pytest.approx(1 / 3)
+    assert pose_auc(np.array([np.nan, 0.0]), np.array([0.0, 0.0]), 3) == pytest.approx(0.5)
 
 
 def test_rra_rta_thresholds_and_options():

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from metrics import METRIC_DIRECTIONS, METRICS, direction
+from metrics import METRICS, column_key, direction, register_metric
+from metrics.registry import Key, diagnostic, higher, raw
 from tests.metrics_scene import box_room
 from tests.test_metrics_pointmap import gt_world_points
 
@@ -44,23 +45,55 @@ def test_exact_oracle_scores_perfectly_on_every_metric(exact_oracle):
     assert not any(key.endswith("_note") for row in rows.values() for key in row)
 
 
-def test_rows_are_flat_json_and_every_numeric_metric_has_a_direction(exact_oracle):
+def test_rows_are_flat_json_and_every_key_is_declared(exact_oracle):
     pred, gt = exact_oracle
-    options_and_counts = {"depth_max_depth", "pointmap_icp_threshold", "pointmap_voxel_size", "pointmap_max_points", "pointmap_pred_voxels", "pointmap_gt_voxels"}
     for name in METRICS:
-        row = METRICS.get(name)(pred, gt)
-        assert json.loads(json.dumps(row)) == row
+        metric = METRICS.get(name)
+        row = metric(pred, gt)
+        scalars = {key: value for key, value in row.items() if not isinstance(value, np.ndarray)}
+        assert json.loads(json.dumps(scalars)) == scalars
         for key, value in row.items():
-            assert value is None or isinstance(value, (int, float, str)), (name, key)
-            if isinstance(value, (int, float)) and key not in options_and_counts:
-                assert direction(key) in ("higher", "lower"), key
+            declared = metric.key(key)
+            assert declared is not None, (name, key)
+            if isinstance(value, np.ndarray):
+                assert declared.kind == "raw", (name, key)
+            elif declared.kind == "value":
+                assert isinstance(value, float) and declared.better in ("higher", "lower"), (name, key)
+            elif declared.kind == "diagnostic":
+                assert isinstance(value, float), (name, key)
 
 
-def test_directions():
-    assert METRIC_DIRECTIONS["auc30"] == "higher" and METRIC_DIRECTIONS["ate"] == "lower"
-    assert direction("auc3") == "higher" and direction("rra10") == "higher"
-    assert direction("chamfer") == "lower" and direction("nc") == "higher"
-    assert direction("depth_align") is None and direction("pose_note") is None
+def test_directions_are_read_from_the_declarations():
+    assert direction("pose.auc30") == "higher" and direction("pose.auc3") == "higher" and direction("pose.rra10") == "higher"
+    assert direction("trajectory.ate") == "lower" and direction("pointmap.chamfer") == "lower" and direction("pointmap.nc") == "higher"
+    assert direction("depth.depth_align") is None and direction("pose.pose_note") is None
+    assert direction("pointmap.pointmap_gt_voxels") is None  # a diagnostic: never compared
+    assert column_key("pointmap.pointmap_gt_voxels").kind == "diagnostic"
+    # Keys are anchored at their metric: no key matches by a prefix, nor under another metric.
+    assert direction("pointmap.accuracy") is None and direction("pose.acc") is None and direction("pose.auc") is None
+    assert column_key("nonesuch.acc") is None and column_key("acc") is None
+
+
+def test_a_metric_that_returns_an_undeclared_key_fails():
+    def sloppy(pred, gt):
+        return {"score": 1.0, "extra": 2.0}
+
+    register_metric("t_sloppy", keys=(higher("score"),))(sloppy)
+    try:
+        with pytest.raises(TypeError, match="undeclared keys \\['extra'\\]"):
+            METRICS.get("t_sloppy")({}, {})
+    finally:
+        METRICS.unregister("t_sloppy")
+
+
+def test_key_declarations():
+    family = higher("rra{t}")
+    assert family.matches("rra5") and family.matches("rra30") and not family.matches("rra") and not family.matches("rra5x")
+    assert family.family == "rra" and diagnostic("count").kind == "diagnostic" and raw("errors").kind == "raw"
+    with pytest.raises(ValueError, match="which way is better"):
+        Key("score")  # a value without a direction
+    with pytest.raises(ValueError, match="aggregate"):
+        higher("score", aggregate="median")
 
 
 def test_noise_degrades_every_metric(exact_oracle):
