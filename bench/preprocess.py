@@ -44,10 +44,14 @@ class FrameTransform:
         if min(self.resized) < 1 or min(self.out_size) < 1:
             raise ValueError(f"preprocessing would resize the image to {self.resized} on a {self.out_size} canvas; is it extremely elongated?")
 
-    def pixel_map(self, src_size: tuple[int, int]) -> np.ndarray:
-        """3×3 affine taking source pixel coordinates (x, y, 1) to output ones."""
+    def pixel_map(self, src_size: tuple[int, int], one_scale: bool = False) -> np.ndarray:
+        """3×3 affine taking source pixel coordinates (x, y, 1) to output ones. `one_scale` scales
+        both axes by the larger factor, as π³'s point-map evaluation rescales K (then K no longer
+        describes the resized pixels exactly where the two factors differ)."""
         (src_h, src_w), (h, w), (top, left) = src_size, self.resized, self.offset
         sx, sy = w / src_w, h / src_h
+        if one_scale:
+            sx = sy = max(sx, sy)
         return np.array([[sx, 0.0, 0.5 * sx - 0.5 + left], [0.0, sy, 0.5 * sy - 0.5 + top], [0.0, 0.0, 1.0]])
 
     def place(self, resized: np.ndarray, fill: float | bool) -> np.ndarray:
@@ -64,10 +68,12 @@ class FrameTransform:
 
 @dataclass(frozen=True)
 class ResizeMode:
-    """A preprocessing mode given by `plan(height, width) -> FrameTransform` and a PIL resampling filter."""
+    """A preprocessing mode given by `plan(height, width) -> FrameTransform` and a PIL resampling
+    filter; `one_scale_intrinsics` rescales K by the larger factor on both axes (see `pixel_map`)."""
 
     plan: Callable[[int, int], FrameTransform]
     resample: Image.Resampling = Image.Resampling.BICUBIC
+    one_scale_intrinsics: bool = False
 
     def __call__(self, seq: Sequence) -> Sequence:
         transform = self.plan(*seq.image_size)
@@ -78,7 +84,7 @@ class ResizeMode:
         return replace(
             seq,
             images=np.stack([transform.place(resize_image(img, transform.resized, self.resample), PAD_VALUE) for img in seq.images]),
-            intrinsics=transform.pixel_map(seq.image_size) @ seq.intrinsics,
+            intrinsics=transform.pixel_map(seq.image_size, self.one_scale_intrinsics) @ seq.intrinsics,
             depth=per_pixel(seq.depth, 0.0),
             valid=per_pixel(seq.valid, False),
         )
@@ -140,7 +146,18 @@ def _vggt_pad(height: int, width: int) -> FrameTransform:
     return FrameTransform((new_height, new_width), (VGGT_SIZE, VGGT_SIZE), ((VGGT_SIZE - new_height) // 2, (VGGT_SIZE - new_width) // 2))
 
 
+def _width_518(height: int, width: int) -> FrameTransform:
+    """Width → 518, height → nearest multiple of 14 keeping the aspect, no crop."""
+    new_height = round(height * (VGGT_SIZE / width) / PATCH) * PATCH
+    return FrameTransform((new_height, VGGT_SIZE), (new_height, VGGT_SIZE))
+
+
 PREPROCESS.register("crop", ResizeMode(_vggt_crop), help="VGGT's default: width 518, height to a multiple of 14, centre crop to 518")
+PREPROCESS.register(
+    "mv-recon",
+    ResizeMode(_width_518, Image.Resampling.LANCZOS, one_scale_intrinsics=True),
+    help="pi3's point-map evaluation: width 518, height a multiple of 14 (640x480 → 518x392), K scaled by the larger factor",
+)
 PREPROCESS.register("pad", ResizeMode(_vggt_pad), help="VGGT's pad mode: long side 518, padded with white to 518×518")
 
 

@@ -27,7 +27,7 @@ from bench.models import MODELS
 from bench.preprocess import PREPROCESS
 from bench.registry import OPTIONS_AFTER, accepted_options
 from datasets_adapters import DATASETS, DatasetAdapter, Sampling
-from datasets_adapters.sampling import SAMPLING_KINDS
+from datasets_adapters.sampling import SAMPLING_KINDS, STREAM_ORDERS
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -209,7 +209,7 @@ MODEL_KEYS = ("name", "label", "weights", "options")
 METHOD_KEYS = ("name", "label", "params")
 DATASET_KEYS = ("name", "label", "root", "options", "scenes", "frames", "sampling", "preprocess")
 TIMING_KEYS = ("warmup", "repeats", "repeats_above", "warmup_above")
-SAMPLING_KEYS = ("kind", "stride", "start", "seed")
+SAMPLING_KEYS = ("kind", "stride", "start", "seed", "order")
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -325,11 +325,11 @@ def _parse_frames(f: _Field) -> tuple[int | None, ...]:
 
 def _parse_sampling(f: _Field) -> Sampling:
     keys = f.mapping(SAMPLING_KEYS)
-    values = {key: keys[key].text() if key == "kind" else keys[key].integer(0) for key in keys}
+    values = {key: keys[key].text() if key in ("kind", "order") else keys[key].integer(0) for key in keys}
     try:
         return Sampling(**values)
     except ValueError as err:
-        f.fail(str(err), f"kind in {', '.join(SAMPLING_KINDS)}, stride >= 1, start >= 0, seed an integer")
+        f.fail(str(err), f"kind in {', '.join(SAMPLING_KINDS)}, stride >= 1, start >= 0, seed an integer, order (stream only) in {', '.join(STREAM_ORDERS)}")
 
 
 def _parse_timing(f: _Field) -> TimingSpec:
@@ -449,7 +449,7 @@ class Cell:
             "dataset_options": self.dataset.options,
             "scene": self.scene,
             "frames": self.frames,
-            "sampling": asdict(self.dataset.sampling),
+            "sampling": self.dataset.sampling.as_dict(),
             "preprocess": self.preprocess,
             "metrics": list(self.suite.metrics),
             "metric_options": {m: self.suite.metric_options.get(m, {}) for m in self.suite.metrics},

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.registry import OPTIONS_AFTER, Registry, accepted_options
-from datasets_adapters.sampling import Sampling
+import numpy as np
+
+from datasets_adapters.sampling import Sampling, stream_map
 from datasets_adapters.sequence import Sequence
 
 
@@ -35,6 +37,7 @@ class DatasetAdapter(ABC):
     def __init__(self, root: str | Path | None = None, **options) -> None:
         self.root = Path(root) if root is not None else None
         self.options = options
+        self._streams: dict[tuple[Sampling, int], dict[str, np.ndarray]] = {}
 
     @abstractmethod
     def scenes(self) -> list[str]:
@@ -56,12 +59,34 @@ class DatasetAdapter(ABC):
         """Lines for `check-data` about what the protocol filters dropped (e.g. short sequences)."""
         return []
 
-    def load(self, scene: str, num_frames: int | None, sampling: Sampling) -> Sequence:
-        ids = self.frame_ids(scene)
+    def stream(self, sampling: Sampling, num_frames: int) -> dict[str, np.ndarray]:
+        """The frames a `stream` sampling draws for every scene this adapter serves (made once)."""
+        key = (sampling, num_frames)
+        if key not in self._streams:
+            walk = sampling.walk(self.scenes())
+            try:
+                self._streams[key] = stream_map([(scene, len(self.frame_ids(scene))) for scene in walk], num_frames, sampling.seed)
+            except ValueError as err:
+                raise DatasetError(f"{self.name}: {err}; leave such scenes out with the adapter's min_frames") from None
+        return self._streams[key]
+
+    def select(self, scene: str, num_frames: int | None, sampling: Sampling) -> np.ndarray:
+        """Indices into `frame_ids(scene)` of the frames `sampling` takes, in the order they are used."""
+        if sampling.kind == "stream":
+            if num_frames is None:
+                raise DatasetError(f"{self.name}/{scene}: stream sampling draws a fixed number of frames per scene; give a frame count, not all")
+            drawn = self.stream(sampling, num_frames)
+            if scene not in drawn:
+                raise DatasetError(f"{self.name}/{scene}: not one of the scenes the stream walks (the adapter's scenes after its filters)")
+            return drawn[scene]
         try:
-            idx = sampling.select(len(ids), num_frames)
+            return sampling.select(len(self.frame_ids(scene)), num_frames)
         except ValueError as err:
             raise DatasetError(f"{self.name}/{scene}: {err}") from None
+
+    def load(self, scene: str, num_frames: int | None, sampling: Sampling) -> Sequence:
+        ids = self.frame_ids(scene)
+        idx = self.select(scene, num_frames, sampling)
         seq = self.load_frames(scene, [ids[i] for i in idx])
         seq.sampling = {
             **sampling.as_row(),

@@ -10,11 +10,13 @@ skipped and counted. Colour is resized to the depth size so that depth, images a
 same pixels; K is intrinsic_depth (common evaluation practice) or, with `intrinsics: color`,
 intrinsic_color scaled to that size.
 
-Protocols: the pose subset of MonST3R/CUT3R/π³ is scenes scene0707_00..scene0806_00 with the
-first 90 frames at stride 3 (`first_scene`/`last_scene` + sampling stride 3, 90 frames; the
-published subset indexes raw frames, which is the same wherever those frames have valid poses);
-FastVGGT's ScanNet-50 is `spread_scenes: 50` (scenes at even stride through the sorted list);
-`min_frames` then leaves out scenes too short for the largest frame count asked for.
+Protocols: the pose subset of MonST3R/CUT3R/π³ (`pi3-relpose-distance`) is scenes
+scene0707_00..scene0806_00, raw frames 0, 3, …, 267 whether or not their pose is valid
+(`invalid_poses: keep`: such a frame keeps its image and depth and gets NaN extrinsics, and the
+trajectory metric then skips the scene, as the published evaluation does when its GT file fails
+to load); by default (`drop`) invalid frames are left out before sampling. FastVGGT's ScanNet-50
+is `spread_scenes: 50` (scenes at even stride through the sorted list); `min_frames` then leaves
+out scenes too short for the largest frame count asked for.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from datasets_adapters.sequence import Sequence
 
 FOLDERS = ("color", "depth", "pose", "intrinsic")
 INTRINSICS = ("depth", "color")
+INVALID_POSES = ("drop", "keep")
 _SCENE = re.compile(r"^scene\d{4}_\d{2}$")
 
 
@@ -56,17 +59,21 @@ class ScanNetAdapter(ScannedAdapter):
         last_scene: str | None = None,
         spread_scenes: int | None = None,
         min_frames: int = 1,
+        invalid_poses: str = "drop",
         workers: int | None = None,
     ) -> None:
         if intrinsics not in INTRINSICS:
             raise DatasetError(f"scannet option intrinsics={intrinsics!r}: choose 'depth' or 'color'")
+        if invalid_poses not in INVALID_POSES:
+            raise DatasetError(f"scannet option invalid_poses={invalid_poses!r}: choose 'drop' (leave such frames out) or 'keep' (NaN extrinsics)")
         if spread_scenes is not None and spread_scenes < 1:
             raise DatasetError(f"scannet option spread_scenes={spread_scenes}: must be >= 1")
         super().__init__(
             root, intrinsics=intrinsics, first_scene=first_scene, last_scene=last_scene, spread_scenes=spread_scenes,
-            min_frames=min_frames, workers=workers,
+            min_frames=min_frames, invalid_poses=invalid_poses, workers=workers,
         )  # fmt: skip
         self.intrinsics_source, self.min_frames, self.workers = intrinsics, min_frames, workers
+        self.keep_invalid = invalid_poses == "keep"
         self.first_scene, self.last_scene, self.spread_scenes = first_scene, last_scene, spread_scenes
 
     def scenes(self) -> list[str]:
@@ -99,6 +106,8 @@ class ScanNetAdapter(ScannedAdapter):
                 inv.frames.append(str(i))
             else:
                 inv.invalid.append(str(i))
+                if self.keep_invalid:
+                    inv.frames.append(str(i))
         if not colors:
             inv.missing.append(f"{scene_dir}/color/<i>.jpg (no frames)")
         return inv
@@ -116,7 +125,8 @@ class ScanNetAdapter(ScannedAdapter):
             raw = read_uint16_png(scene_dir / f"depth/{frame_ids[i]}.png")
             depth_hw = raw.shape
             k = k_native if self.intrinsics_source == "depth" else scale_intrinsics(k_native, image_size(color_path), depth_hw)
-            w2c = w2c_from_c2w(read_matrix(pose_path, (4, 4)), pose_path)
+            c2w = read_matrix(pose_path, (4, 4))
+            w2c = w2c_from_c2w(c2w, pose_path) if is_finite_pose(c2w) else np.full((3, 4), np.nan)  # kept invalid: NaN
             return read_rgb(color_path, depth_hw), raw.astype(np.float32) / 1000.0, w2c, k
 
         images, depth, extrinsics, intrinsics = stack_frames([f"{scene_dir}/depth/{f}.png" for f in frame_ids], read, self.workers)

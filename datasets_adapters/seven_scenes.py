@@ -8,6 +8,8 @@
 
 Raw depth is not registered to the colour image, so evaluations (π³, CUT3R, Spann3R) use the
 re-projected depth with fx = fy = 525, c = (320, 240); the raw depth's own intrinsics are 585.
+Depth outside [`min_depth`, `max_depth`] metres is made invalid (the published `pi3-mv-recon`
+rule is 0.001 and 10; by default only 65535 is invalid).
 A scene of this adapter is one sequence, named "<scene>/seq-NN". Keyframe protocols are frame
 sampling: sparse = stride 200, dense = stride 40 (π³); the AVGGT setting takes up to all 1000 frames.
 """
@@ -45,6 +47,8 @@ class SevenScenesAdapter(ScannedAdapter):
         *,
         split: str = "test",
         depth: str = "proj",
+        min_depth: float | None = None,
+        max_depth: float | None = None,
         min_frames: int = 1,
         workers: int | None = None,
     ) -> None:
@@ -52,8 +56,9 @@ class SevenScenesAdapter(ScannedAdapter):
             raise DatasetError(f"7scenes option split={split!r}: choose one of {', '.join(SPLITS)}")
         if depth not in DEPTH_FILES:
             raise DatasetError(f"7scenes option depth={depth!r}: choose 'proj' (re-projected, f=525) or 'raw' (f=585)")
-        super().__init__(root, split=split, depth=depth, min_frames=min_frames, workers=workers)
+        super().__init__(root, split=split, depth=depth, min_depth=min_depth, max_depth=max_depth, min_frames=min_frames, workers=workers)
         self.split, self.min_frames, self.workers = split, min_frames, workers
+        self.depth_range = (0.0 if min_depth is None else min_depth, np.inf if max_depth is None else max_depth)
         self.depth_suffix, focal = DEPTH_FILES[depth]
         self.intrinsics = np.array([[focal, 0.0, 320.0], [0.0, focal, 240.0], [0.0, 0.0, 1.0]])
 
@@ -115,6 +120,7 @@ class SevenScenesAdapter(ScannedAdapter):
             if raw.shape != IMAGE_HW:
                 raise DatasetError(f"{depth_path}: depth is {wxh(raw.shape)}, the colour image {color.name} is 640x480")
             depth = np.where(raw == INVALID_DEPTH, 0, raw).astype(np.float32) / 1000.0
+            depth[(depth < self.depth_range[0]) | (depth > self.depth_range[1])] = 0.0
             w2c = w2c_from_c2w(read_matrix(pose_path, (4, 4)), pose_path)
             return read_rgb(color), depth, w2c
 

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from threadpoolctl import threadpool_limits
 
-from metrics.alignment import CorrespondenceMoments, DegenerateAlignmentError, icp_point_to_point
+from metrics.alignment import CorrespondenceMoments, DegenerateAlignmentError, IcpResult, Similarity, icp_point_to_point
 from metrics.confidence import ConfidenceFilter
 from metrics.geometry import unproject_depth
 from metrics.inputs import MetricInputError, MetricRow, MetricUnavailable, check_choice, compute_or_note, ground_truth, num_frames, prediction, valid_depth
@@ -106,9 +106,8 @@ class RegisteredClouds(NamedTuple):
     gt_tree: cKDTree  # built once, for ICP and the scores
     pred_size: int  # points (voxels) before the max_points cap
     gt_size: int
-    scale: float  # of the Umeyama Sim(3), prediction → GT
-    icp_fitness: float  # NaN without ICP
-    icp_rmse: float
+    sim3: Similarity  # the Umeyama fit, prediction → GT
+    icp: IcpResult | None  # the rigid refinement after it (None when ICP is off)
 
 
 def _capped(points: np.ndarray, count: int | None) -> np.ndarray:
@@ -153,12 +152,11 @@ def registered_clouds(
     pred_voxels, gt_voxels = pred_grid.points(), gt_grid.points()
     pred_cloud, gt_cloud = _capped(pred_voxels, max_points), _capped(gt_voxels, max_points)
     gt_tree = cKDTree(gt_cloud)
-    fitness = rmse = float("nan")
+    refined = None
     if icp_threshold > 0:
         refined = icp_point_to_point(_capped(pred_cloud, icp_max_points), gt_cloud, icp_threshold, target_tree=gt_tree)
         pred_cloud = refined.transform.apply(pred_cloud)
-        fitness, rmse = refined.fitness, refined.inlier_rmse
-    return RegisteredClouds(pred_cloud, gt_cloud, gt_tree, len(pred_voxels), len(gt_voxels), coarse.scale, fitness, rmse)
+    return RegisteredClouds(pred_cloud, gt_cloud, gt_tree, len(pred_voxels), len(gt_voxels), coarse, refined)
 
 
 @register_metric(
@@ -234,9 +232,9 @@ def pointmap_metrics(
         return row | {
             "pointmap_pred_voxels": float(clouds.pred_size),
             "pointmap_gt_voxels": float(clouds.gt_size),
-            "pointmap_scale": clouds.scale,
-            "pointmap_icp_fitness": clouds.icp_fitness,
-            "pointmap_icp_rmse": clouds.icp_rmse,
+            "pointmap_scale": clouds.sim3.scale,
+            "pointmap_icp_fitness": clouds.icp.fitness if clouds.icp else float("nan"),
+            "pointmap_icp_rmse": clouds.icp.inlier_rmse if clouds.icp else float("nan"),
         }
 
     options = {

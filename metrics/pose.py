@@ -139,17 +139,19 @@ def relative_pose_errors(
     return _matrix_errors(pred_extrinsics, gt_extrinsics, pair_order)
 
 
-def pose_auc(rotation_error: np.ndarray, translation_error: np.ndarray, max_threshold: int) -> float:
-    """AUC@T as a fraction, as in the VGGT/π³ evaluation code.
-
-    e = max(rotation error, translation error) per pair; a histogram of e over 1° bins [0, 1),
-    [1, 2), …, [T−1, T] (numpy.histogram: the last bin is closed; NaN and e > T fall in no bin but
-    count in the pair total) accumulated and normalised gives the fraction of pairs within each
-    threshold 1°, …, T°; AUC@T is the mean of those T fractions.
-    """
+def error_histogram(rotation_error: np.ndarray, translation_error: np.ndarray, max_threshold: int) -> np.ndarray:
+    """The share of pairs whose max(rotation, translation error) falls in each 1° bin [0, 1), [1, 2),
+    …, [T−1, T] (numpy.histogram: the last bin is closed); NaN and errors above T fall in no bin
+    but count in the pair total."""
     worst = np.maximum(rotation_error, translation_error)
     histogram, _ = np.histogram(worst[~np.isnan(worst)], bins=np.arange(max_threshold + 1))
-    return float(np.mean(np.cumsum(histogram) / len(worst)))
+    return histogram / len(worst)
+
+
+def pose_auc(rotation_error: np.ndarray, translation_error: np.ndarray, max_threshold: int) -> float:
+    """AUC@T as a fraction, as in the VGGT/π³ evaluation code: the accumulated `error_histogram` is
+    the fraction of pairs within each threshold 1°, …, T°; AUC@T is the mean of those T fractions."""
+    return float(np.mean(np.cumsum(error_histogram(rotation_error, translation_error, max_threshold))))
 
 
 def accuracy_below(error: np.ndarray, threshold: float) -> float:

@@ -77,3 +77,12 @@ def write_suite(directory: Path, data: Any, name: str = "suite.yaml") -> Path:
     path = directory / name
     path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After a run that checked protocol vectors: how many values each protocol reproduced, and the largest relative error."""
+    from tests.protocol_vectors import PARITY, parity_table
+
+    if PARITY:
+        terminalreporter.write_sep("-", "protocol parity with the official evaluation code (tests/data/protocols)")
+        terminalreporter.write_line(parity_table())
