@@ -153,11 +153,6 @@ def _width_518(height: int, width: int) -> FrameTransform:
 
 
 PREPROCESS.register("crop", ResizeMode(_vggt_crop), help="VGGT's default: width 518, height to a multiple of 14, centre crop to 518")
-PREPROCESS.register(
-    "mv-recon",
-    ResizeMode(_width_518, Image.Resampling.LANCZOS, one_scale_intrinsics=True),
-    help="pi3's point-map evaluation: width 518, height a multiple of 14 (640x480 → 518x392), K scaled by the larger factor",
-)
 PREPROCESS.register("pad", ResizeMode(_vggt_pad), help="VGGT's pad mode: long side 518, padded with white to 518×518")
 
 
@@ -193,4 +188,9 @@ PREPROCESS.register(
     "pi3",
     ResizeMode(_pi3_resize, Image.Resampling.LANCZOS),
     help="pi3's loader: Lanczos resize (no crop) to at most 255,000 pixels, sides multiples of 14",
+)
+PREPROCESS.register(
+    "mv-recon",
+    ResizeMode(_width_518, Image.Resampling.LANCZOS, one_scale_intrinsics=True),
+    help="pi3's point-map evaluation: width 518, height a multiple of 14 (640x480 → 518x392), K scaled by the larger factor",
 )

@@ -146,3 +146,13 @@ def test_a_new_mode_is_a_size_rule_and_a_filter():
     expected = np.asarray(Image.fromarray(photo).resize((75, 50), Image.Resampling.LANCZOS), dtype=np.float32).transpose(2, 0, 1) / 255.0
     np.testing.assert_array_equal(out.images[0], expected)
     np.testing.assert_allclose(out.intrinsics[0, :2, :2], _sequence(np.zeros((1, 3, 100, 150))).intrinsics[0, :2, :2] / 2)
+
+
+def test_mv_recon_mode_scales_k_by_the_larger_factor_as_pi3_does():
+    k = np.array([[525.0, 0.0, 320.0], [0.0, 525.0, 240.0], [0.0, 0.0, 1.0]])
+    seq = _sequence(np.zeros((1, 3, 480, 640)), intrinsics=k, depth=np.ones((1, 480, 640), dtype=np.float32))
+    out = preprocess(seq, "mv-recon")
+    assert out.images.shape == (1, 3, 392, 518) and out.depth.shape == (1, 392, 518)
+    s = max(518 / 640, 392 / 480)  # 0.8167: both axes, so K is ~1 % off the resized width
+    expected = np.array([[525.0 * s, 0.0, (320.0 + 0.5) * s - 0.5], [0.0, 525.0 * s, (240.0 + 0.5) * s - 0.5], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(out.intrinsics[0], expected)
