@@ -1,6 +1,10 @@
 """Reports of a results folder: tables, plots, the leaderboard, and a Parquet export.
 
-One table per (model, dataset, frame count), one row per method; where a model and dataset were
+Rows measured under a published protocol come first, one table per protocol setting (and frame
+count) laid out as the paper's table: the protocol's own columns in its order and units, one row
+per model and method, aggregated the protocol's way (pairs pooled, per category, weighted by valid
+pixels) from the rows and their raw arrays; a row whose suite overrode the protocol is marked not
+comparable. Then one table per (model, dataset, frame count), one row per method; where a model and dataset were
 measured at several frame counts, the report opens with the sweep: median time, speedup and peak
 memory by frame count, one row per method. A cell's speedup is the median
 time of the dense method on the same inputs (same model, weights, dataset, scene, frames, device:
@@ -21,7 +25,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench.store import cells_path, read_rows
+from bench.protocols import PROTOCOLS, SceneResult
+from bench.store import ResultsError, cells_path, read_raw, read_rows
 from metrics import METRICS, column_key
 
 GROUP_KEYS = ("model", "dataset", "frames")
@@ -142,14 +147,68 @@ def sweep_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
-def render(df: pd.DataFrame, fmt: str = "md") -> str:
-    """The report of `df` as Markdown, LaTeX (one table per group) or CSV (one table, group columns first)."""
+PROTOCOL_GROUP = ("protocol", "dataset", "protocol_variant", "frames")
+
+
+def protocol_tables(df: pd.DataFrame, location: str | Path) -> list[tuple[str, pd.DataFrame]]:
+    """(title, table) per protocol setting and frame count: one row per model and method with the
+    protocol's columns (aggregated from the scenes' rows and the raw arrays in `location`), the
+    scenes scored, mean time, speedup, peak memory, and whether the row is comparable with the paper."""
+    if "protocol" not in df or df["protocol"].isna().all():
+        return []
+    out = []
+    measured = df[df["protocol"].notna()]
+    for (name, dataset, variant, frames), group in measured.groupby(list(PROTOCOL_GROUP), sort=False, dropna=False):
+        protocol = PROTOCOLS.get(name)
+        setting = protocol.setting(group["dataset_name"].iloc[0], variant)
+        records = []
+        for (model, method), cells in group.groupby(["model", "method"], sort=False):
+            ok = cells[cells["status"] == "ok"]
+            scenes = [SceneResult(r["scene"], r, read_raw(location, r)) for r in ok.to_dict(orient="records")]
+            record: dict[str, Any] = {"model": model, "method": method}
+            record |= protocol.table_row(scenes, setting) if scenes else dict.fromkeys((c.label for c in protocol.columns), np.nan)
+            record |= {
+                "scenes": f"{len(ok)}/{len(cells)}",
+                "time_s": ok["time_median_s"].mean(),
+                "speedup": _geometric_mean(ok["speedup"]),
+                "peak_gib": ok["peak_mem_gib"].max() if "peak_mem_gib" in ok else np.nan,
+                "comparable": _comparability(cells, protocol.version),
+            }
+            records.append(record)
+        title = f"{name} v{protocol.version} · {dataset} ({variant}) · {frames} frames · {protocol.reproduces}"
+        out.append((title, pd.DataFrame.from_records(records)))
+    return out
+
+
+def _comparability(cells: pd.DataFrame, version: int) -> str:
+    """"yes", or why these rows cannot be laid beside the paper's table."""
+    reasons = []
+    overrides = [o for o in cells.get("protocol_overrides", pd.Series(dtype=object)).dropna() if o]
+    if overrides:
+        reasons.append("overrides " + ", ".join(sorted({key for o in overrides for key in o})))
+    if set(cells["protocol_version"].dropna().astype(int)) != {version}:
+        reasons.append(f"measured under another version than v{version}")
+    if cells.get("weights_random", pd.Series(False)).fillna(False).astype(bool).any():
+        reasons.append("random weights")
+    failed = int((cells["status"] != "ok").sum())
+    if failed:
+        reasons.append(f"{failed} scene(s) not measured")
+    return "no: " + "; ".join(reasons) if reasons else "yes"
+
+
+def render(df: pd.DataFrame, fmt: str = "md", location: str | Path | None = None) -> str:
+    """The report of `df` as Markdown, LaTeX (one table per group) or CSV (one table, group columns
+    first); protocol tables need the results folder (`location`) for the rows' raw arrays."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; allowed: {', '.join(FORMATS)}")
     if fmt == "csv":
         return summary_rows(df).to_csv(index=False)
     parts = []
-    for title, table in sweep_tables(df) + tables(df):
+    protocol_part = protocol_tables(df, location) if location is not None else []
+    if location is None and "protocol" in df and df["protocol"].notna().any():
+        raise ResultsError("rows measured under a protocol need their results folder to be reported (their raw arrays live there)")
+    unprotocolled = df[df["protocol"].isna()] if "protocol" in df else df  # protocol rows are reported the protocol's way
+    for title, table in protocol_part + sweep_tables(df) + tables(unprotocolled):
         table = table.astype(object).where(table.notna(), None)  # unmeasured cells print as missingval
         body = tabulate(table, headers="keys", tablefmt=FORMATS[fmt], showindex=False, floatfmt=".4g", missingval="–")
         parts.append(f"## {title}\n\n{body}\n" if fmt == "md" else f"% {title}\n{body}\n")
@@ -158,7 +217,7 @@ def render(df: pd.DataFrame, fmt: str = "md") -> str:
 
 def write_report(results_dir: str | Path, fmt: str = "md") -> tuple[str, Path]:
     """Render the report of a results folder and write it beside the rows as report.<md|tex|csv>."""
-    text = render(load_results(results_dir), fmt)
+    text = render(load_results(results_dir), fmt, results_dir)
     path = cells_path(results_dir).parent / f"report.{SUFFIXES[fmt]}"
     path.write_text(text)
     return text, path

@@ -229,9 +229,10 @@ def base_row(cell: Cell, env_id: str) -> dict[str, Any]:
         **cell.dataset.sampling.as_row(),
         "preprocess": cell.preprocess,
         "image_size": None,
-        "metrics": list(cell.suite.metrics),
-        "metric_options": cell.suite.metric_options,
-        "metric_versions": {name: METRICS.get(name).version for name in cell.suite.metrics},
+        "metrics": list(cell.metrics),
+        "metric_options": cell.metric_options,
+        "metric_versions": {name: METRICS.get(name).version for name in cell.metrics},
+        **(cell.dataset.protocol.as_row() if cell.dataset.protocol else {}),
         "raw": None,
         "device": cell.device,
         "env_id": env_id,
@@ -264,9 +265,9 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> tup
         stage = "converting the output"
         pred, gt = metric_inputs(model.to_prediction(raw), seq)
         del raw
-        for name in cell.suite.metrics:
+        for name in cell.metrics:
             stage = f"metric {name}"
-            values, per_item = split_raw(METRICS.get(name)(pred, gt, **cell.suite.metric_options.get(name, {})))
+            values, per_item = split_raw(METRICS.get(name)(pred, gt, **cell.metric_options.get(name, {})))
             row.update({f"{name}.{key}": v.item() if isinstance(v, np.generic) else v for key, v in values.items()})
             arrays.update({f"{name}.{key}": v for key, v in per_item.items()})
         row.update(status="ok", recorded_at=_now())

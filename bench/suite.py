@@ -25,6 +25,7 @@ import metrics as metrics_pkg
 from bench.methods import METHODS, MethodNotApplicable, resolve_plan
 from bench.models import MODELS
 from bench.preprocess import PREPROCESS
+from bench.protocols import PROTOCOLS, Protocol, Setting
 from bench.registry import OPTIONS_AFTER, accepted_options
 from datasets_adapters import DATASETS, DatasetAdapter, Sampling
 from datasets_adapters.sampling import SAMPLING_KINDS, STREAM_ORDERS
@@ -152,16 +153,37 @@ class MethodSpec:
 
 
 @dataclass(frozen=True)
+class ProtocolUse:
+    """A dataset entry's published protocol, and what the entry sets differently from it."""
+
+    protocol: Protocol
+    setting: Setting
+    overrides: dict[str, Any]  # field → the entry's value, for every field that differs from the protocol
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol.name,
+            "protocol_version": self.protocol.version,
+            "protocol_variant": self.setting.variant,
+            "protocol_overrides": self.overrides or None,
+        }
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     label: str
     root: str | None  # as written in the suite (part of the identity)
     root_path: str | None  # with ${VAR} expanded: what is read
-    options: dict[str, Any]
+    options: dict[str, Any]  # as written (part of the identity)
     scenes: str | int | tuple[str, ...]  # "all", the first N, or names
     frames: tuple[int | None, ...]  # None = every frame the sampling rule gives
     sampling: Sampling
     preprocess: str | None  # None = the model's own preprocess_mode
+    adapter_options: dict[str, Any] = field(default_factory=dict)  # `options` with ${VAR} expanded: what the adapter gets
+    metrics: tuple[str, ...] | None = None  # None: the suite's metrics
+    metric_options: dict[str, dict[str, Any]] | None = None
+    protocol: ProtocolUse | None = None
 
 
 def _by_frames(default: int, table: tuple[tuple[int, int], ...], frames: int) -> int:
@@ -207,7 +229,8 @@ class Suite:
 TOP_KEYS = ("name", "description", "device", "models", "methods", "datasets", "timing", "metrics", "metric_options")
 MODEL_KEYS = ("name", "label", "weights", "options")
 METHOD_KEYS = ("name", "label", "params")
-DATASET_KEYS = ("name", "label", "root", "options", "scenes", "frames", "sampling", "preprocess")
+DATASET_KEYS = ("name", "label", "root", "protocol", "variant", "options", "scenes", "frames", "sampling", "preprocess", "metrics", "metric_options")
+NEUTRAL_OPTIONS = ("workers", "annotations")  # adapter options that change where data is read from, not the numbers
 TIMING_KEYS = ("warmup", "repeats", "repeats_above", "warmup_above")
 SAMPLING_KEYS = ("kind", "stride", "start", "seed", "order")
 
@@ -242,9 +265,9 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
             top["device"].fail(f"unknown device {top['device'].value!r}", "cpu, cuda, cuda:N")
     models = _unique_labels([_parse_model(f) for f in top["models"].items()], top["models"])
     methods = _unique_labels([_parse_method(f) for f in top["methods"].items()], top["methods"])
-    datasets = _unique_labels([_parse_dataset(f) for f in top["datasets"].items()], top["datasets"])
-    timing = _parse_timing(top["timing"]) if "timing" in top else TimingSpec()
     metric_names = _parse_metrics(top["metrics"]) if "metrics" in top else ()
+    datasets = _unique_labels([_parse_dataset(f, metric_names) for f in top["datasets"].items()], top["datasets"])
+    timing = _parse_timing(top["timing"]) if "timing" in top else TimingSpec()
     metric_options = _parse_metric_options(top["metric_options"], metric_names) if "metric_options" in top else {}
     return Suite(source, name, description, device, models, methods, datasets, timing, metric_names, metric_options)
 
@@ -276,21 +299,87 @@ def _parse_method(f: _Field) -> MethodSpec:
     return MethodSpec(name, f.child("label").label(name), params)
 
 
-def _parse_dataset(f: _Field) -> DatasetSpec:
-    keys = f.mapping(DATASET_KEYS, required=("name", "frames"))
-    name = keys["name"].name_in(DATASETS)
+def _parse_dataset(f: _Field, suite_metrics: tuple[str, ...]) -> DatasetSpec:
+    keys = f.mapping(DATASET_KEYS, required=("name",))
+    name = keys["name"].name_in(DATASETS) if "protocol" not in keys else keys["name"].text()
     root = keys["root"].text() if "root" in keys else None
     root_path = keys["root"].path_with_env() if "root" in keys else None
     if root_path is not None and not Path(root_path).exists():
         keys["root"].fail(f"{root_path} does not exist", f"the folder that holds the {name} data")
-    options = keys["options"].options() if "options" in keys else {}
-    _check_kwargs(DATASETS.get(name), options, f.child("options"), leading=OPTIONS_AFTER["datasets"])
-    preprocess = keys["preprocess"].name_in(PREPROCESS) if "preprocess" in keys else None
-    sampling = _parse_sampling(keys["sampling"]) if "sampling" in keys else Sampling()
+    written = keys["options"].options() if "options" in keys else {}
+    given = {
+        "scenes": _parse_scenes(keys["scenes"]) if "scenes" in keys else None,
+        "frames": _parse_frames(keys["frames"]) if "frames" in keys else None,
+        "sampling": _parse_sampling(keys["sampling"]) if "sampling" in keys else None,
+        "preprocess": keys["preprocess"].name_in(PREPROCESS) if "preprocess" in keys else None,
+        "metrics": _parse_metrics(keys["metrics"]) if "metrics" in keys else None,
+    }
+    if "variant" in keys and "protocol" not in keys:
+        keys["variant"].fail("a variant belongs to a protocol", "add `protocol:` or remove `variant:`")
+    use, options, metric_options = None, written, None
+    if "protocol" in keys:
+        use = _protocol_setting(keys, name)
+        given = {field_name: _published(use.setting, field_name) if value is None else value for field_name, value in given.items()}
+    elif given["frames"] is None:
+        f.child("frames").fail("missing", "a value for 'frames' (or a `protocol:` that sets it)")
+    _check_kwargs(DATASETS.get(name), {**(use.setting.options if use else {}), **written}, f.child("options"), leading=OPTIONS_AFTER["datasets"])
+    metric_names = given["metrics"]
+    entry_metric_options = _parse_metric_options(keys["metric_options"], metric_names if metric_names is not None else suite_metrics) if "metric_options" in keys else None
+    if use is not None:
+        options = {**use.setting.options, **written}
+        metric_options = {m: {**use.setting.metrics.get(m, {}), **(entry_metric_options or {}).get(m, {})} for m in metric_names}
+        use = ProtocolUse(use.protocol, use.setting, _overrides(use.setting, written, keys, given, entry_metric_options or {}))
+    else:
+        metric_options = entry_metric_options
+    sampling = given["sampling"] or Sampling()
+    if sampling.kind == "stream" and None in given["frames"]:
+        (keys.get("frames") or f).fail("stream sampling draws a fixed number of frames per scene", "frame counts, not all")
     return DatasetSpec(
-        name, f.child("label").label(name), root, root_path, options,
-        _parse_scenes(keys["scenes"]) if "scenes" in keys else "all", _parse_frames(keys["frames"]), sampling, preprocess,
+        name, f.child("label").label(name), root, root_path, written, given["scenes"] or "all", given["frames"], sampling, given["preprocess"],
+        adapter_options={key: _expand_env(value, f.child("options").child(key)) for key, value in options.items()},
+        metrics=metric_names, metric_options=metric_options, protocol=use,
     )  # fmt: skip
+
+
+def _protocol_setting(keys: dict[str, _Field], name: str) -> ProtocolUse:
+    """The protocol and setting a dataset entry names (overrides are filled in by the caller)."""
+    protocol = PROTOCOLS.get(keys["protocol"].name_in(PROTOCOLS))
+    try:
+        setting = protocol.setting(name, keys["variant"].text() if "variant" in keys else None)
+    except ValueError as err:
+        (keys.get("variant") or keys["name"]).fail(str(err))
+    if name not in DATASETS:
+        keys["name"].fail(f"protocol {protocol.name!r} covers {name!r}, which has no dataset adapter in this harness yet", ", ".join(DATASETS.names()))
+    return ProtocolUse(protocol, setting, {})
+
+
+def _published(setting: Setting, field_name: str) -> Any:
+    """The protocol's value of a dataset-entry field."""
+    return tuple(setting.metrics) if field_name == "metrics" else getattr(setting, field_name)
+
+
+def _overrides(setting: Setting, options: dict[str, Any], keys: dict[str, _Field], given: dict[str, Any], metric_options: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every value a protocol entry sets differently from the protocol, as written (adapter options
+    that only say where data is read from, such as `workers`, are not overrides)."""
+    overrides: dict[str, Any] = {}
+    changed = {k: v for k, v in options.items() if k not in NEUTRAL_OPTIONS and setting.options.get(k, _UNSET) != v}
+    if changed:
+        overrides["options"] = changed
+    for field_name, value in given.items():
+        if field_name in keys and value != _published(setting, field_name):
+            overrides[field_name] = value.as_dict() if isinstance(value, Sampling) else list(value) if isinstance(value, tuple) else value
+    changed_metrics = {m: {k: v for k, v in o.items() if setting.metrics.get(m, {}).get(k, _UNSET) != v} for m, o in metric_options.items()}
+    if any(changed_metrics.values()):
+        overrides["metric_options"] = {m: o for m, o in changed_metrics.items() if o}
+    return overrides
+
+
+_UNSET = object()
+
+
+def _expand_env(value: Any, f: _Field) -> Any:
+    """A string option with ${VAR} replaced from the environment (identities keep the written form)."""
+    return _Field(f.source, f.path, value).path_with_env() if isinstance(value, str) and ENV_VAR.search(value) else value
 
 
 def _parse_scenes(f: _Field) -> str | int | tuple[str, ...]:
@@ -436,11 +525,21 @@ class Cell:
         frames = "all" if self.frames is None else str(self.frames)
         return "/".join([self.model.label, self.method.label, self.dataset.label, self.scene, frames])
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics this cell is scored with: its dataset entry's (a protocol's), else the suite's."""
+        return self.dataset.metrics if self.dataset.metrics is not None else self.suite.metrics
+
+    @property
+    def metric_options(self) -> dict[str, dict[str, Any]]:
+        return self.dataset.metric_options if self.dataset.metric_options is not None else self.suite.metric_options
+
     @cached_property
     def inputs(self) -> dict[str, Any]:
         """Everything that decides a measurement except the method: cells that share it are compared
         for speed against each other."""
-        return {
+        protocol = {} if self.dataset.protocol is None else {"protocol": self.dataset.protocol.as_row()}
+        return protocol | {
             "model": self.model.name,
             "model_options": self.model.options,
             "weights": self.model.weights,
@@ -451,8 +550,8 @@ class Cell:
             "frames": self.frames,
             "sampling": self.dataset.sampling.as_dict(),
             "preprocess": self.preprocess,
-            "metrics": list(self.suite.metrics),
-            "metric_options": {m: self.suite.metric_options.get(m, {}) for m in self.suite.metrics},
+            "metrics": list(self.metrics),
+            "metric_options": {m: self.metric_options.get(m, {}) for m in self.metrics},
             "device": self.device,
         }
 
@@ -520,7 +619,7 @@ def expand(suite: Suite, device: str | None = None) -> Expansion:
 
 def _build_adapter(spec: DatasetSpec, f: _Field) -> DatasetAdapter:
     try:
-        return DATASETS.get(spec.name)(root=spec.root_path, **spec.options)
+        return DATASETS.get(spec.name)(root=spec.root_path, **spec.adapter_options)
     except (ValueError, TypeError, OSError) as err:
         f.fail(f"cannot open dataset {spec.name!r}: {err}")
 

@@ -62,7 +62,7 @@ def test_unknown_key_names_the_field_and_suggests(tmp_path, fake_metrics):
     data["datasets"][0]["framse"] = [3]
     message = error_of(tmp_path, data)
     assert "datasets[0].framse: unknown key (did you mean 'frames'?)" in message
-    assert "allowed: name, label, root, options, scenes, frames, sampling, preprocess" in message
+    assert "allowed: name, label, root, protocol, variant, options, scenes, frames, sampling, preprocess, metrics, metric_options" in message
     assert ": modles: unknown key (did you mean 'models'?); allowed: name, description, device," in error_of(tmp_path, tiny_suite(modles=[]))
 
 
