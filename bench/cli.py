@@ -25,11 +25,12 @@ from bench.models import MODELS
 from bench.check_data import check_data
 from bench.predict import predict
 from bench.preprocess import PREPROCESS
+from bench.protocols import PROTOCOLS
 from bench.suite import SuiteError, check_device, expand, load_suite
 from datasets_adapters import DATASETS
 from metrics import METRICS
 
-REGISTRIES = {"models": MODELS, "methods": METHODS, "datasets": DATASETS, "metrics": METRICS, "preprocess": PREPROCESS}
+REGISTRIES = {"models": MODELS, "methods": METHODS, "datasets": DATASETS, "metrics": METRICS, "protocols": PROTOCOLS, "preprocess": PREPROCESS}
 
 
 def _device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -178,6 +179,16 @@ def compare_command(baseline: Path, new: Path, tolerances: Path | None) -> None:
     sys.exit(result.exit_code)
 
 
+def protocol_summary(protocol) -> str:
+    """What `list protocols` shows of a protocol: what it reproduces, its columns, and each dataset setting."""
+    lines = [f"v{protocol.version}: {protocol.summary}", f"  reproduces: {protocol.reproduces}", f"  columns: {', '.join(c.label for c in protocol.columns)}"]
+    for setting in protocol.settings:
+        frames = ", ".join("all" if f is None else str(f) for f in setting.frames)
+        adapter = "" if setting.dataset in DATASETS else "  (no adapter yet)"
+        lines.append(f"  {setting.dataset}, variant {setting.variant}: {frames} frames, sampling {setting.sampling.kind}{adapter}" + (f"; {setting.note}" if setting.note else ""))
+    return "\n".join(lines)
+
+
 @click.command("list")
 @click.argument("kind", type=click.Choice(list(REGISTRIES)))
 def list_command(kind: str) -> None:
@@ -185,6 +196,8 @@ def list_command(kind: str) -> None:
     registry = REGISTRIES[kind]
     if kind == "methods":
         rows = [(name, f"{registry.help(name)}\n  {method_summary(name)}") for name in registry]
+    elif kind == "protocols":
+        rows = [(name, protocol_summary(registry.get(name))) for name in registry]
     elif kind in OPTIONS_AFTER:  # suite `options:` (models, datasets) and `metric_options:`
         rows = [(name, f"{registry.help(name)}\n  options: {option_defaults(registry.get(name), OPTIONS_AFTER[kind])}") for name in registry]
     else:

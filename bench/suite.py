@@ -336,7 +336,7 @@ def _parse_dataset(f: _Field, suite_metrics: tuple[str, ...]) -> DatasetSpec:
         (keys.get("frames") or f).fail("stream sampling draws a fixed number of frames per scene", "frame counts, not all")
     return DatasetSpec(
         name, f.child("label").label(name), root, root_path, written, given["scenes"] or "all", given["frames"], sampling, given["preprocess"],
-        adapter_options={key: _expand_env(value, f.child("options").child(key)) for key, value in options.items()},
+        adapter_options={key: _expand_env(value, f.at(f"options.{key}")) for key, value in options.items()},
         metrics=metric_names, metric_options=metric_options, protocol=use,
     )  # fmt: skip
 

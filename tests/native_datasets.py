@@ -360,3 +360,29 @@ def list_co3d_category(root: Path, category: str, frames_per_sequence: dict[str,
         with gzip.open(root / category / filename, "wt", encoding="utf-8") as f:
             json.dump(data, f)
     (root / category / "set_lists" / f"set_lists_{subset}.json").write_text(json.dumps(set_list))
+
+
+def list_co3d_prepared(root: Path, annotations: Path, category: str, frames_per_sequence: dict[str, int]) -> None:
+    """VGGT's prepared `<category>_test.jgz` (sequences in the given order) with real cameras, and empty image files."""
+    sequences = {}
+    for name, count in frames_per_sequence.items():
+        sequences[name] = []
+        for number, eye in enumerate(orbit_eyes(count), start=1):
+            cam = p3d_look_at(eye, "ndc_isotropic")
+            path = f"{category}/{name}/images/frame{number:06d}.jpg"
+            _touch(root / path)
+            sequences[name].append({"filepath": path, "R": cam.R.tolist(), "T": cam.T.tolist(), "focal_length": cam.focal.tolist(), "principal_point": cam.principal.tolist()})
+    annotations.mkdir(parents=True, exist_ok=True)
+    with gzip.open(annotations / f"{category}_test.jgz", "wt", encoding="utf-8") as f:
+        json.dump(sequences, f)
+
+
+def list_re10k_sequence(root: Path, name: str, num_frames: int, split: str = "test") -> None:
+    """A RealEstate10K camera file with `num_frames` lines and as many empty frame files."""
+    lines = [f"https://www.youtube.com/watch?v={name}"]
+    for i, eye in enumerate(orbit_eyes(num_frames)):
+        w2c = np.linalg.inv(look_at_c2w(eye))[:3]
+        lines.append(" ".join([str(33366 * i), "0.9", "1.6", "0.5", "0.5", "0", "0", *(f"{x:.9f}" for x in w2c.ravel())]))
+        _touch(root / name / "images" / f"{i:04d}.png")
+    (root / "metadata" / split).mkdir(parents=True, exist_ok=True)
+    (root / "metadata" / split / f"{name}.txt").write_text("\n".join(lines) + "\n")

@@ -216,7 +216,8 @@ def _mv_recon(dataset: str, variant: str, scenes: str | tuple[str, ...], keyfram
     )
 
 
-SEVEN_SCENES_DEPTH = {"split": "test", "depth": "proj", "min_depth": 0.001, "max_depth": 10.0}
+METRIC_DEPTH_RANGE = {"min_depth": 0.001, "max_depth": 10.0}  # depth outside [1 mm, 10 m] is invalid
+SEVEN_SCENES_DEPTH = {"split": "test", "depth": "proj", **METRIC_DEPTH_RANGE}
 POINTMAP_KEYS = ("acc", "acc_med", "comp", "comp_med", "nc", "nc_med")
 register_protocol(
     Protocol(
@@ -227,8 +228,8 @@ register_protocol(
         settings=(
             _mv_recon("7scenes", "kf200", SEVEN_SCENES_TEST, 200, options=SEVEN_SCENES_DEPTH, note="sparse views: every 200th frame"),
             _mv_recon("7scenes", "kf40", SEVEN_SCENES_TEST, 40, options=SEVEN_SCENES_DEPTH, note="dense views: every 40th frame"),
-            _mv_recon("nrgbd", "kf500", NRGBD_SCENES, 500, note="sparse views: every 500th frame"),
-            _mv_recon("nrgbd", "kf100", NRGBD_SCENES, 100, note="dense views: every 100th frame"),
+            _mv_recon("nrgbd", "kf500", NRGBD_SCENES, 500, options=METRIC_DEPTH_RANGE, note="sparse views: every 500th frame"),
+            _mv_recon("nrgbd", "kf100", NRGBD_SCENES, 100, options=METRIC_DEPTH_RANGE, note="dense views: every 100th frame"),
             _mv_recon("dtu", "kf5", DTU_SCANS, 5, note="views 0, 5, …, 45; ICP threshold 100 mm", distance_scale=1000.0),
             _mv_recon("eth3d", "kf5", ETH3D_SCENES, 5, note="images sorted by name, every 5th"),
         ),
