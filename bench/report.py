@@ -90,6 +90,8 @@ def _note(group: pd.DataFrame) -> str:
 def summary_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, dataset, frames, method), scenes aggregated; models, datasets and methods
     in first-run order, frame counts ascending (a sweep resumed in pieces reads in order)."""
+    if df.empty:
+        return pd.DataFrame(columns=[*GROUP_KEYS, "method"])
     columns = metric_columns(df)
     records = []
     for keys, group in df.groupby([*GROUP_KEYS, "method"], sort=False, dropna=False):

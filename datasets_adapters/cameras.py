@@ -16,17 +16,20 @@ def is_finite_pose(c2w: np.ndarray) -> bool:
     return bool(np.isfinite(c2w).all())
 
 
-def w2c_from_c2w(c2w: np.ndarray, source: Path | str) -> np.ndarray:
-    """The 3×4 world-to-camera [R|t] of a finite 4×4 camera-to-world matrix (OpenCV axes on both sides).
-
-    A matrix that is not a rigid transform is a malformed file, reported with its `source`.
-    """
-    rot, centre = c2w[:3, :3], c2w[:3, 3]
-    if not np.allclose(c2w[3], [0.0, 0.0, 0.0, 1.0], atol=_RIGID_TOLERANCE):
-        raise DatasetError(f"{source}: malformed pose, last row is {c2w[3].tolist()} instead of [0, 0, 0, 1]")
+def check_rigid(pose: np.ndarray, source: Path | str) -> None:
+    """A finite 4×4 pose must be a rigid transform; anything else is a malformed file, reported with its `source`."""
+    if not np.allclose(pose[3], [0.0, 0.0, 0.0, 1.0], atol=_RIGID_TOLERANCE):
+        raise DatasetError(f"{source}: malformed pose, last row is {pose[3].tolist()} instead of [0, 0, 0, 1]")
+    rot = pose[:3, :3]
     deviation = np.abs(rot.T @ rot - np.eye(3)).max()
     if deviation > _RIGID_TOLERANCE or np.linalg.det(rot) < 0:
         raise DatasetError(f"{source}: malformed pose, the 3x3 block is not a rotation (|RᵀR - I| = {deviation:.2g})")
+
+
+def w2c_from_c2w(c2w: np.ndarray, source: Path | str) -> np.ndarray:
+    """The 3×4 world-to-camera [R|t] of a finite rigid 4×4 camera-to-world matrix (OpenCV axes on both sides)."""
+    check_rigid(c2w, source)
+    rot, centre = c2w[:3, :3], c2w[:3, 3]
     return np.concatenate([rot.T, (-rot.T @ centre)[:, None]], axis=1)
 
 

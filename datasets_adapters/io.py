@@ -86,6 +86,14 @@ def read_uint16_png(path: Path) -> np.ndarray:
     return np.array(arr, dtype=np.uint16)  # a writable, native-order copy
 
 
+def read_uint8_png(path: Path, what: str = "mask") -> np.ndarray:
+    """An 8-bit single-channel image as uint8 (H, W), values as stored (a mask whose threshold matters)."""
+    image = _open_image(path)
+    if image.mode != "L":
+        raise DatasetError(f"{path}: expected an 8-bit single-channel {what} (PIL mode 'L'), got mode {image.mode!r}")
+    return np.array(image, dtype=np.uint8)
+
+
 def read_mask_png(path: Path) -> np.ndarray:
     """A mask image as bool (H, W): any non-zero pixel is set."""
     return np.asarray(_open_image(path).convert("L")) > 0

@@ -202,3 +202,45 @@ def test_set_list_naming_an_unannotated_frame_is_named(small_co3d):
     path.write_text(json.dumps(set_lists))
     with pytest.raises(DatasetError, match=r"set_lists_fewview_dev\.json: frame 99 of sequence 110_13051_23361 is not in .*frame_annotations\.jgz"):
         adapter(small_co3d).scenes()
+
+
+def test_frames_come_in_set_list_order(tmp_path):
+    write_co3d_category(tmp_path, "apple", [Co3dSequenceSpec("110_13051_23361", 5)])
+    set_file = tmp_path / "apple/set_lists/set_lists_fewview_dev.json"
+    lists = json.loads(set_file.read_text())
+    lists["test"] = [lists["test"][i] for i in (3, 0, 4, 1, 2)]  # the order a set list gives is the frame order
+    set_file.write_text(json.dumps(lists))
+    assert adapter(tmp_path).frame_ids("apple/110_13051_23361") == ["4", "1", "5", "2", "3"]
+
+
+def test_vggt_prepared_annotations(tmp_path, co3d):
+    """VGGT's <category>_test.jgz: sequences and frames in file order, cameras as PyTorch3D R, T with
+    ndc_isotropic focal / principal point, images read from the CO3D root; no depth."""
+    root, truth = co3d
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    order = ["189_20393_38136", "110_13051_23361"]
+    prepared = {}
+    for name in order:
+        frames = sorted(truth[name].items(), reverse=True)  # file order, not frame-number order
+        prepared[name] = [
+            {"filepath": f"apple/{name}/images/frame{n:06d}.jpg", "R": cam.R.tolist(), "T": cam.T.tolist(), "focal_length": cam.focal.tolist(), "principal_point": cam.principal.tolist()}
+            for n, (cam, _) in frames if cam.fmt == "ndc_isotropic" and n != 3
+        ]
+    with gzip.open(annotations / "apple_test.jgz", "wt", encoding="utf-8") as f:
+        json.dump(prepared, f)
+    a = adapter(root, annotations=str(annotations), categories=["apple"])
+    assert a.scenes() == ["apple/110_13051_23361"], "file order; the ndc_norm_image_bounds sequence has no frames here"
+    assert a.frame_ids("apple/110_13051_23361") == ["6", "5", "4", "2", "1"]
+    seq = a.load_frames("apple/110_13051_23361", ["5", "1"])
+    assert seq.depth is None and seq.images.shape == (2, 3) + CO3D_HW
+    for i, number in enumerate((5, 1)):
+        cam = truth["110_13051_23361"][number][0]
+        expected_w2c, expected_k = opencv_camera({"R": cam.R, "T": cam.T, "focal_length": cam.focal, "principal_point": cam.principal, "intrinsics_format": "ndc_isotropic"}, CO3D_HW)
+        np.testing.assert_allclose(seq.extrinsics[i], expected_w2c)
+        np.testing.assert_allclose(seq.intrinsics[i], expected_k)
+    with pytest.raises(DatasetError, match=r"bench_test\.jgz: missing file \(VGGT's prepared CO3D annotations of 'bench'\)"):
+        adapter(root, annotations=str(annotations), categories=["bench"]).scenes()
+    (annotations / "apple_test.jgz").write_text("not gzip")
+    with pytest.raises(DatasetError, match="apple_test.jgz: truncated or corrupt gzip"):
+        adapter(root, annotations=str(annotations), categories=["apple"]).scenes()

@@ -51,6 +51,20 @@ def test_frames_sort_numerically_and_invalid_poses_are_skipped_and_counted(scann
     assert seq.sampling["frames_skipped"] == 1 and seq.sampling["frames_available"] == 11
 
 
+def test_invalid_poses_can_be_kept_as_nan_so_raw_frame_indices_hold(scannet):
+    """The published pose subset indexes raw frames: with invalid_poses: keep, frame 5 stays (NaN
+    extrinsics, image and depth as usual) and stride 3 takes raw frames 0, 3, 6, 9."""
+    root, _ = scannet
+    a = adapter(root, invalid_poses="keep")
+    assert a.frame_ids("scene0707_00") == [str(i) for i in range(12)] and a.inventory("scene0707_00").invalid == ["5"]
+    seq = a.load("scene0707_00", 4, Sampling(kind="stride", stride=3))
+    assert seq.frame_ids == ["0", "3", "6", "9"] and np.isfinite(seq.extrinsics).all()
+    kept = a.load_frames("scene0707_00", ["4", "5"])
+    assert np.isfinite(kept.extrinsics[0]).all() and np.isnan(kept.extrinsics[1]).all() and kept.valid[1].any()
+    with pytest.raises(DatasetError, match="invalid_poses='skip'"):
+        adapter(root, invalid_poses="skip")
+
+
 def test_depth_in_metres_colour_at_depth_size_and_geometry_across_views(scannet):
     root, views = scannet
     seq = adapter(root).load_frames("scene0707_00", ["0", "4", "11"])

@@ -81,6 +81,17 @@ def test_geometry_65535_and_intrinsics(seven, depth):
                 assert seen > 0.3 and in_front < 0.01
 
 
+def test_depth_range_makes_near_and_far_depth_invalid(seven):
+    root, views = seven
+    full = adapter(root).load_frames("chess/seq-03", ["000000"])
+    values = full.depth[full.valid]
+    low, high = np.quantile(values, [0.25, 0.75])
+    ranged = adapter(root, min_depth=float(low), max_depth=float(high)).load_frames("chess/seq-03", ["000000"])
+    inside = full.valid & (full.depth >= low) & (full.depth <= high)
+    assert np.array_equal(ranged.valid, inside) and (ranged.depth[~inside] == 0).all()
+    np.testing.assert_array_equal(ranged.depth[inside], full.depth[inside])
+
+
 # ------------------------------------------------------------------- bad input
 
 
