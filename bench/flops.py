@@ -16,7 +16,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from bench.methods.plan import Layout, Plan
+from bench.methods.layout import Layout
+from bench.methods.plan import Plan
 from bench.models import BenchModel, create_model
 
 

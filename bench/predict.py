@@ -18,7 +18,7 @@ from PIL import Image
 
 from bench.methods import MethodNotApplicable, resolve_plan
 from bench.methods.params import parse_overrides
-from bench.methods.plan import AttentionPlan
+from bench.methods.layout import AttentionPlan
 from bench.models import BenchModel, Prediction, create_model
 from bench.models.weights import WeightsError
 from bench.preprocess import PREPROCESS, ResizeMode

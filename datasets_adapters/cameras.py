@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from datasets_adapters.base import DatasetError
 
@@ -46,3 +47,10 @@ def scale_intrinsics(k: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, 
     out[0, 2] = (out[0, 2] + 0.5) * sx - 0.5
     out[1, 2] = (out[1, 2] + 0.5) * sy - 0.5
     return out
+
+
+def rotation_from_quaternion(quaternion: np.ndarray, scalar_first: bool) -> np.ndarray:
+    """The 3×3 rotation of a finite, non-zero Hamilton quaternion (normalised here). Formats differ
+    in where the scalar goes: TUM writes (x, y, z, w), COLMAP (w, x, y, z)."""
+    q = np.asarray(quaternion, dtype=np.float64)
+    return Rotation.from_quat(np.roll(q, -1) if scalar_first else q).as_matrix()

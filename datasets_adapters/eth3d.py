@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets_adapters.base import DATASETS, DatasetError, ScannedAdapter, SceneInventory
+from datasets_adapters.cameras import rotation_from_quaternion
 from datasets_adapters.io import image_size, read_rgb, stack_frames, wxh
 from datasets_adapters.sequence import Sequence
 
@@ -152,16 +153,6 @@ def read_cameras(path: Path) -> dict[int, Camera]:
     return cameras
 
 
-def rotation_from_quaternion(q: np.ndarray) -> np.ndarray:
-    """The rotation of a unit Hamilton quaternion (w, x, y, z), scalar first as COLMAP writes it."""
-    w, x, y, z = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
-
-
 def _pose(path: Path, number: int, values: list[float]) -> np.ndarray:
     """3×4 world-to-camera of QW QX QY QZ TX TY TZ (quaternion normalised); NaN when not finite."""
     q, t = np.array(values[:4]), np.array(values[4:])
@@ -170,7 +161,7 @@ def _pose(path: Path, number: int, values: list[float]) -> np.ndarray:
     norm = np.linalg.norm(q)
     if norm < 1e-12:
         raise DatasetError(f"{path}: line {number}: the quaternion QW QX QY QZ is zero, not a rotation")
-    return np.concatenate([rotation_from_quaternion(q / norm), t[:, None]], axis=1)
+    return np.concatenate([rotation_from_quaternion(q / norm, scalar_first=True), t[:, None]], axis=1)
 
 
 def read_images(path: Path, cameras: dict[int, Camera], cameras_path: Path | str = "cameras.txt") -> list[Registration]:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.methods.block_sparse import K_BLOCK, Q_BLOCK, block_sparse, pool_blocks, select_blocks  # noqa: E402
 from bench.methods.kernels import BACKENDS, AttentionKernel  # noqa: E402
 from bench.methods.operators import OPERATORS  # noqa: E402
-from bench.methods.plan import Layout  # noqa: E402
+from bench.methods.layout import Layout  # noqa: E402
 
 SUBSAMPLE = dict(grid=None, sigma_thresholds=(30, 150), keep_reference=True, mean_log_count=False)
 

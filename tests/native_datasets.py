@@ -313,6 +313,31 @@ def check_seen_from(seq, j: int, points: np.ndarray, c2w: np.ndarray, k: np.ndar
     return float(np.mean(np.abs(t - z) < 1e-2)), float(np.mean(t > z + 1e-2))
 
 
+def reprojected_depth_error(seq, i: int, j: int) -> np.ndarray:
+    """|z − depth_j| for frame i's valid pixels unprojected with the delivered K and w2c and projected
+    into frame j, where they land inside j on valid depth.
+
+    Frame j's depth is read between pixel centres by bilinear interpolation of inverse depth (exact
+    on planes); points whose four neighbours are not all valid, or which are hidden in j (more than
+    5 cm behind its surface), are left out, so wrong cameras show as large errors in front.
+    """
+    points = unproject(seq, i)[0]
+    ext, k = seq.extrinsics[j], seq.intrinsics[j]
+    cam = points @ ext[:, :3].T + ext[:, 3]
+    pix = cam @ k.T
+    u, v, z = pix[:, 0] / pix[:, 2], pix[:, 1] / pix[:, 2], cam[:, 2]
+    h, w = seq.image_size
+    inside = (z > 0) & (u >= 0) & (v >= 0) & (u < w - 1) & (v < h - 1)
+    u, v, z = u[inside], v[inside], z[inside]
+    u0, v0 = np.floor(u).astype(int), np.floor(v).astype(int)
+    fu, fv = u - u0, v - v0
+    corners = [(v0, u0, (1 - fu) * (1 - fv)), (v0, u0 + 1, fu * (1 - fv)), (v0 + 1, u0, (1 - fu) * fv), (v0 + 1, u0 + 1, fu * fv)]
+    valid = np.all([seq.valid[j][r, c] for r, c, _ in corners], axis=0)
+    inverse = sum(wt / np.where(seq.valid[j][r, c], seq.depth[j][r, c], 1.0) for r, c, wt in corners)
+    signed = (z - 1.0 / inverse)[valid]
+    return np.abs(signed[signed < 0.05])
+
+
 # --------------------------------------------------------------------------- listings
 
 
@@ -386,3 +411,15 @@ def list_re10k_sequence(root: Path, name: str, num_frames: int, split: str = "te
         _touch(root / name / "images" / f"{i:04d}.png")
     (root / "metadata" / split).mkdir(parents=True, exist_ok=True)
     (root / "metadata" / split / f"{name}.txt").write_text("\n".join(lines) + "\n")
+
+
+def list_nrgbd_scene(root: Path, scene: str, num_frames: int) -> None:
+    """An NRGBD scene with real OpenGL camera-to-world poses and empty image and depth files."""
+    poses = []
+    for i, eye in enumerate(orbit_eyes(num_frames)):
+        c2w = look_at_c2w(eye)
+        poses.append(c2w @ np.diag([1.0, -1.0, -1.0, 1.0]))  # OpenCV axes → OpenGL's (y up, z backward)
+        _touch(root / scene / "images" / f"img{i}.png")
+        _touch(root / scene / "depth" / f"depth{i}.png")
+    (root / scene / "focal.txt").write_text("554.2562584220408\n")
+    (root / scene / "poses.txt").write_text("".join(" ".join(f"{x:.9f}" for x in row) + "\n" for pose in poses for row in pose))

@@ -15,9 +15,16 @@ import yaml
 from click.testing import CliRunner
 
 from bench.cli import main
-from bench.protocols.published import PI3_CO3D_CATEGORIES, SEVEN_SCENES_TEST
+from bench.protocols.published import DTU_SCANS, ETH3D_SCENES, NRGBD_SCENES, PI3_CO3D_CATEGORIES, SEVEN_SCENES_TEST, TUM_DYNAMICS
 from bench.suite import expand, load_suite
-from tests.native_datasets import list_co3d_prepared, list_re10k_sequence, list_scannet_scene, list_seven_scenes_sequence, write_seven_scenes_splits
+from tests.native_datasets import (
+    list_co3d_prepared,
+    list_nrgbd_scene,
+    list_re10k_sequence,
+    list_scannet_scene,
+    list_seven_scenes_sequence,
+    write_seven_scenes_splits,
+)
 from tests.protocol_vectors import load
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
@@ -27,7 +34,8 @@ SEVEN_SCENES_FRAMES = {"chess/seq-03": 1000, "stairs/seq-01": 500}  # the others
 
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory) -> dict[str, Path]:
-    co3d, annotations, re10k, seven, scannet = (tmp_path_factory.mktemp(n) for n in ("co3d", "co3d_annotations", "re10k", "7scenes", "scannet"))
+    names = ("co3d", "co3d_annotations", "re10k", "7scenes", "scannet", "nrgbd", "dtu", "eth3d", "tum")
+    co3d, annotations, re10k, seven, scannet, nrgbd, dtu, eth3d, tum = (tmp_path_factory.mktemp(n) for n in names)
     maps = load("seqid_maps.npz")
     first = dict(zip(maps["co3d__first_seq"], maps["co3d__first_inferred_frames"]))
     for category in PI3_CO3D_CATEGORIES:  # apple first holds the 20 sequences the published map starts with
@@ -43,7 +51,16 @@ def roots(tmp_path_factory) -> dict[str, Path]:
         list_seven_scenes_sequence(seven, scene, int(seq.split("-")[1]), SEVEN_SCENES_FRAMES.get(name, 5))
     for scene, count in SCANNET_FRAMES.items():
         list_scannet_scene(scannet, scene, count)
-    return {"CO3D_ROOT": co3d, "CO3D_ANNOTATION_DIR": annotations, "RE10K_ROOT": re10k, "SEVEN_SCENES_ROOT": seven, "SCANNET_ROOT": scannet}
+    for scene in NRGBD_SCENES:
+        list_nrgbd_scene(nrgbd, scene, 1001 if scene == "breakfast_room" else 5)
+    for folder in [dtu / scan for scan in DTU_SCANS] + [eth3d / scene / "dslr_calibration_jpg" for scene in ETH3D_SCENES] + [tum / name for name in TUM_DYNAMICS]:
+        folder.mkdir(parents=True)  # listed by name only: their adapters' own tests read their files
+    for scene in ETH3D_SCENES:
+        (eth3d / scene / "dslr_calibration_jpg" / "images.txt").touch()
+    return {
+        "CO3D_ROOT": co3d, "CO3D_ANNOTATION_DIR": annotations, "RE10K_ROOT": re10k, "SEVEN_SCENES_ROOT": seven, "SCANNET_ROOT": scannet,
+        "NRGBD_ROOT": nrgbd, "DTU_ROOT": dtu, "ETH3D_ROOT": eth3d, "TUM_ROOT": tum,
+    }  # fmt: skip
 
 
 @pytest.fixture
@@ -83,13 +100,22 @@ def test_sparse_runs_every_protocol_unchanged(expanded_suites):
     by_label = {spec.label: spec for spec in suite.datasets}
     assert {label: (spec.protocol.protocol.name, spec.protocol.setting.variant) for label, spec in by_label.items()} == {
         "co3d-vggt": ("vggt-co3d", "test"), "co3d-pi3": ("pi3-relpose-angular", "test"), "re10k": ("pi3-relpose-angular", "test"),
-        "7scenes-kf200": ("pi3-mv-recon", "kf200"), "7scenes-kf40": ("pi3-mv-recon", "kf40"), "scannet": ("pi3-relpose-distance", "90"),
+        "7scenes-kf200": ("pi3-mv-recon", "kf200"), "7scenes-kf40": ("pi3-mv-recon", "kf40"), "nrgbd-kf500": ("pi3-mv-recon", "kf500"),
+        "nrgbd-kf100": ("pi3-mv-recon", "kf100"), "dtu": ("pi3-mv-recon", "kf5"), "eth3d": ("pi3-mv-recon", "kf5"),
+        "scannet": ("pi3-relpose-distance", "90"), "tum": ("pi3-relpose-distance", "90"),
     }  # fmt: skip
     assert all(spec.protocol.overrides == {} for spec in suite.datasets), "annotations only says where the files are"
     scenes = {label: sorted({c.scene for c in expanded.cells if c.dataset.label == label}) for label in by_label}
     assert len(scenes["co3d-vggt"]) == 41 + 19 and len(scenes["co3d-pi3"]) == 51 + 19, "49-frame sequences are left out"
     assert len(scenes["re10k"]) == 1719 and scenes["7scenes-kf200"] == sorted(SEVEN_SCENES_TEST)
     assert scenes["scannet"] == ["scene0707_00", "scene0708_00", "scene0806_00"]
+    assert (scenes["nrgbd-kf500"], scenes["dtu"], scenes["eth3d"], scenes["tum"]) == tuple(sorted(s) for s in (NRGBD_SCENES, DTU_SCANS, ETH3D_SCENES, TUM_DYNAMICS))
+
+
+def test_nrgbd_keyframes(expanded_suites):
+    _, expanded = expanded_suites["sparse"]
+    assert frames_of(expanded, "nrgbd-kf500", "breakfast_room", None) == ["0", "500", "1000"]
+    assert frames_of(expanded, "nrgbd-kf100", "breakfast_room", None) == [str(i) for i in range(0, 1001, 100)]
 
 
 @pytest.mark.parametrize("label, dataset", [("co3d-pi3", "co3d"), ("re10k", "re10k")])
@@ -118,10 +144,11 @@ def test_sparse_scannet_takes_raw_frames_0_to_267_at_stride_3(expanded_suites):
 
 def test_dense_and_paper_name_what_they_change_from_the_protocols(expanded_suites):
     dense, expanded = expanded_suites["dense"]
-    seven, scannet = dense.datasets
+    seven, scannet, nrgbd = dense.datasets
     assert set(seven.protocol.overrides) == {"scenes", "frames", "sampling", "metrics", "metric_options"}
     assert seven.protocol.overrides["metric_options"] == {"pointmap": {"voxel_size": 0.01, "max_points": 1000000, "icp_max_points": 50000}}
     assert scannet.protocol.overrides["options"] == {"spread_scenes": 50, "min_frames": 1000, "invalid_poses": "drop"}
+    assert set(nrgbd.protocol.overrides) == {"options", "scenes", "frames", "sampling", "metrics", "metric_options"}
     got = [frames_of(expanded, "7scenes", "chess/seq-03", n) for n in (100, 1000)]
     assert [len(set(g)) for g in got] == [100, 1000] and got[0][0] == "000000"
     paper, _ = expanded_suites["paper"]
@@ -136,7 +163,7 @@ def test_dense_dry_run_lists_the_expected_cells(env, tmp_path):
     result = CliRunner().invoke(main, ["run", str(tmp_path / "dense.yaml"), "--dry-run", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     listed = [line.split()[1] for line in result.output.splitlines() if line.startswith("todo")]
-    scenes = {"7scenes": data["datasets"][0]["scenes"], "scannet": ["scene0707_00", "scene0806_00"]}
+    scenes = {"7scenes": data["datasets"][0]["scenes"], "scannet": ["scene0707_00", "scene0806_00"], "nrgbd": ["breakfast_room"]}
     methods = ["dense", "avggt", "sparse-vggt-50", "fastvggt"]
     frames = (100, 200, 300, 500, 800, 1000)
     assert listed == [f"oracle/{m}/{d}/{s}/{n}" for d, names in scenes.items() for s in names for n in frames for m in methods]

@@ -13,7 +13,7 @@ from bench.methods.dense import dense
 from bench.methods.frame import frame
 from bench.methods.kernels import AttentionKernel
 from bench.methods.merge import merge_attention, token_roles
-from bench.methods.plan import Layout
+from bench.methods.layout import Layout
 from bench.methods.subsample import subsample
 
 # (frames, special tokens, grid, reference frame): S = 1 and S > 1, odd grids, with and without a reference

@@ -12,7 +12,8 @@ from bench.methods import METHODS, DensePlan, Layout, MethodNotApplicable, resol
 from bench.methods.frame import frame
 from bench.methods.kernels import AttentionKernel
 from bench.methods.params import LayerSet, layer_set, parse_overrides
-from bench.methods.plan import LayerRule, Plan
+from bench.methods.layout import LayerRule
+from bench.methods.plan import Plan
 from bench.methods.presets import describe_method, early_layers
 from bench.registry import UnknownNameError
 

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import save_file
 
-from bench.methods.plan import DensePlan, Layout
+from bench.methods.layout import Layout
+from bench.methods.plan import DensePlan
 from bench.models import MODELS, create_model
 from bench.models.pi3 import PI3_TINY, Pi3
 from bench.models.weights import WeightsError

@@ -3,7 +3,8 @@
 from bench.methods.kernels import AttentionKernel
 from bench.methods.operators import OPERATORS
 from bench.methods.params import parse_overrides
-from bench.methods.plan import AttentionPlan, DensePlan, LayerRule, Layout, Plan
+from bench.methods.layout import AttentionPlan, LayerRule, Layout
+from bench.methods.plan import DensePlan, Plan
 from bench.methods.presets import METHODS, MethodNotApplicable, describe_method, method_summary, resolve_plan
 
 __all__ = [

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from bench.methods.kernels import AttentionKernel
+from bench.methods.layout import Layout
 
-if TYPE_CHECKING:
-    from bench.methods.plan import Layout
 
 Q_BLOCK = 128
 K_BLOCK = 64

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from bench.methods.kernels import AttentionKernel
-
-if TYPE_CHECKING:
-    from bench.methods.plan import Layout
+from bench.methods.layout import Layout
 
 
 def dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout, *, kernel: AttentionKernel) -> torch.Tensor:

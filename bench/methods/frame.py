@@ -6,14 +6,10 @@ so the frames fold into the batch axis: (B, heads, S·P, d) → (B·S, heads, P,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from bench.methods.kernels import AttentionKernel
-
-if TYPE_CHECKING:
-    from bench.methods.plan import Layout
+from bench.methods.layout import Layout
 
 
 def frame(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout, *, kernel: AttentionKernel) -> torch.Tensor:

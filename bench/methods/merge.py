@@ -17,15 +17,13 @@ kernel, and every merged source receives its target's output. With ratio 0 nothi
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from bench.methods.kernels import AttentionKernel
+from bench.methods.layout import Layout
 
-if TYPE_CHECKING:
-    from bench.methods.plan import Layout
 
 CELL = 2  # target cells are CELL×CELL patches
 _MATCH_CHUNK_ELEMENTS = 1 << 26  # similarity entries per chunk of the matching

@@ -8,20 +8,18 @@ resolved to the window that runs); operators without frame-dependent parameters 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
 from bench.methods.block_sparse import Q_BLOCK, K_BLOCK, block_sparse
 from bench.methods.dense import dense
 from bench.methods.frame import frame
+from bench.methods.layout import Layout
 from bench.methods.merge import merge_attention, token_roles
 from bench.methods.params import json_value
 from bench.methods.subsample import kept_tokens, resolve_window, subsample
 from bench.registry import Registry
-
-if TYPE_CHECKING:
-    from bench.methods.plan import Layout
 
 
 def _as_recorded(params: dict[str, Any], frames: int | None) -> dict[str, Any]:
@@ -88,7 +86,7 @@ def _merge_flops(params: dict[str, Any], layout: Layout, dim: int) -> float:
 @dataclass(frozen=True)
 class Operator:
     run: Callable[..., Any]
-    flops: Callable[[dict[str, Any], "Layout", int], float]
+    flops: Callable[[dict[str, Any], Layout, int], float]
     describe: Callable[[dict[str, Any], int | None], dict[str, Any]] = _as_recorded
 
 

@@ -7,45 +7,17 @@ operator how the N tokens are organised, so the model never knows which method r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from bench.methods.dense import dense
 from bench.methods.kernels import AttentionKernel
+from bench.methods.layout import AttentionPlan, LayerRule, Layout
 from bench.methods.operators import OPERATORS
 from bench.methods.params import json_value
 
 
-@dataclass(frozen=True)
-class Layout:
-    frames: int  # S
-    tokens_per_frame: int  # P = special + h·w
-    special_tokens: int  # per frame, first in each frame (camera, registers)
-    grid: tuple[int, int]  # patch grid (h, w)
-    reference_frame: int | None  # 0 for VGGT, None for pi3
-
-    def __post_init__(self) -> None:
-        h, w = self.grid
-        if self.special_tokens + h * w != self.tokens_per_frame:
-            raise ValueError(f"layout: {self.special_tokens} special + {h}×{w} patches != {self.tokens_per_frame} tokens per frame")
-
-    @property
-    def num_tokens(self) -> int:
-        return self.frames * self.tokens_per_frame
-
-
-class AttentionPlan(Protocol):
-    is_dense: bool  # every global layer exact dense attention: the baseline speedups are measured against
-
-    def describe(self, frames: int | None = None) -> dict:
-        """The full resolved plan, JSON-serialisable, recorded in every result row."""
-
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout) -> torch.Tensor: ...
-
-    def reset_observations(self) -> None:
-        """Start a new cell: what `describe` reports as observed covers the calls after this."""
 
 
 class DensePlan:
@@ -64,15 +36,6 @@ class DensePlan:
 
     def reset_observations(self) -> None:
         self.kernel.reset_observations()
-
-
-@dataclass(frozen=True)
-class LayerRule:
-    """One operator with its parameters over a set of global layers."""
-
-    operator: str
-    layers: tuple[int, ...]
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 class Plan:

@@ -13,7 +13,8 @@ from typing import Any, Callable
 from bench.methods.block_sparse import IMPLEMENTATIONS
 from bench.methods.kernels import KERNEL_CHOICES
 from bench.methods.params import Param, boolean, choice, fraction, grid, integer, layer_set, sigma, thresholds
-from bench.methods.plan import LayerRule, Plan
+from bench.methods.layout import LayerRule
+from bench.methods.plan import Plan
 from bench.registry import Registry
 
 

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import torch
 
 from bench.methods.kernels import AttentionKernel
+from bench.methods.layout import Layout
+from bench.methods.params import SIGMA_WINDOWS
 from bench.stages import stage
 
-if TYPE_CHECKING:
-    from bench.methods.plan import Layout
 
-SIGMA_WINDOWS: dict[int, tuple[int, int]] = {1: (1, 1), 2: (1, 2), 4: (2, 2), 6: (2, 3), 9: (3, 3)}
 AUTO_SIGMAS = (2, 4, 9)  # below the first threshold, up to the second, above
 
 

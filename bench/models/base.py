@@ -17,7 +17,7 @@ from bench.registry import Registry
 from bench.stages import compile_stages
 
 if TYPE_CHECKING:
-    from bench.methods.plan import AttentionPlan
+    from bench.methods.layout import AttentionPlan
     from datasets_adapters.sequence import Sequence
 
 

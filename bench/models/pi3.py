@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.methods.plan import AttentionPlan, DensePlan, Layout
+from bench.methods.layout import AttentionPlan, Layout
+from bench.methods.plan import DensePlan
 from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads.pi3_camera_head import Pi3CameraHead, nearest_rotation
 from bench.models.heads.pi3_decoder import FrameDecoder, PixelShuffleHead

@@ -13,7 +13,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import nn
 
-from bench.methods.plan import AttentionPlan, Layout
+from bench.methods.layout import AttentionPlan, Layout
 from bench.models.layers import Attend
 from bench.models.weights import build_with_weights
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.methods.plan import AttentionPlan, DensePlan, Layout
+from bench.methods.layout import AttentionPlan, Layout
+from bench.methods.plan import DensePlan
 from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads import CameraHead, DPTHead
 from bench.models.layers import Block, DinoVisionTransformer, grid_positions, rope_table
