@@ -21,7 +21,7 @@ from bench.registry import OPTIONS_AFTER, option_defaults
 from bench.store import ResultsError, ResultStore, read_rows
 from bench.methods import METHODS
 from bench.methods.presets import method_summary
-from bench.models import MODELS
+from bench.models import MODELS, published_traits
 from bench.check_data import check_data
 from bench.predict import predict
 from bench.preprocess import PREPROCESS
@@ -195,7 +195,7 @@ def list_command(kind: str) -> None:
     """List the registered models, methods, datasets, metrics or preprocess modes."""
     registry = REGISTRIES[kind]
     if kind == "methods":
-        rows = [(name, f"{registry.help(name)}\n  {method_summary(name)}") for name in registry]
+        rows = [(name, f"{registry.help(name)}\n  {method_summary(name, published_traits((registry.get(name).families or ('vggt',))[0]))}") for name in registry]
     elif kind == "protocols":
         rows = [(name, protocol_summary(registry.get(name))) for name in registry]
     elif kind in OPTIONS_AFTER:  # suite `options:` (models, datasets) and `metric_options:`

@@ -105,7 +105,7 @@ def predict(model_name: str, weights: str, method: str, params: dict[str, Any], 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model = create_model(model_name, weights=weights).to(device)
-        plan = resolve_plan(method, params, model.family, model.num_global_layers)
+        plan = resolve_plan(method, params, model.traits)
         preprocessing = PREPROCESS.get(mode or model.preprocess_mode)
     except (UnknownNameError, WeightsError, MethodNotApplicable, ValueError) as err:
         raise click.ClickException(str(err)) from None

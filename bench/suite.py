@@ -23,7 +23,7 @@ import yaml
 
 import metrics as metrics_pkg
 from bench.methods import METHODS, MethodNotApplicable, resolve_plan
-from bench.models import MODELS
+from bench.models import MODELS, ModelTraits, model_traits
 from bench.preprocess import PREPROCESS
 from bench.protocols import PROTOCOLS, Protocol, Setting
 from bench.registry import OPTIONS_AFTER, accepted_options
@@ -483,26 +483,9 @@ def _check_kwargs(fn: Callable, options: dict[str, Any], f: _Field, leading: int
 # -- expansion ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ModelTraits:
-    """What the harness needs to know about a model before loading it."""
-
-    family: str
-    num_global_layers: int
-    preprocess_mode: str | None
-
-
-def model_traits(spec: ModelSpec) -> ModelTraits:
-    """Family, global-layer count and preprocessing of a model, read from an instance built with
-    random weights on the meta device (no memory, no weights read); a factory that cannot be built
-    there is built for real."""
-    factory = MODELS.get(spec.name)
-    try:
-        with torch.device("meta"):
-            model = factory(weights="random", **spec.options)
-    except Exception:  # not meta-safe (e.g. it reads a tensor's value while building)
-        model = factory(weights="random", **spec.options)
-    return ModelTraits(model.family, model.num_global_layers, model.preprocess_mode)
+def traits_of(spec: ModelSpec) -> ModelTraits:
+    """The traits of a suite's model entry (built on the meta device: no weights are read)."""
+    return model_traits(spec.name, **spec.options)
 
 
 @dataclass(frozen=True)
@@ -590,13 +573,13 @@ def expand(suite: Suite, device: str | None = None) -> Expansion:
     for i, model in enumerate(suite.models):
         where = _Field(suite.source, f"models[{i}]", None)
         try:
-            traits = model_traits(model)
+            traits = traits_of(model)
         except Exception as err:
             where.fail(f"cannot build model {model.name!r} with these options: {err}")
         plans = {}
         for j, method in enumerate(suite.methods):
             try:
-                plans[method.label] = resolve_plan(method.name, method.params, traits.family, traits.num_global_layers)
+                plans[method.label] = resolve_plan(method.name, method.params, traits)
             except MethodNotApplicable as err:
                 skipped.append(f"{model.label} × {method.label}: skipped, {err}")
             except (ValueError, TypeError) as err:

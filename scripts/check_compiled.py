@@ -36,7 +36,7 @@ def main(models: str, methods: str, frames: int, size: str, device: str, out: Pa
     report = {}
     for name in models.split(","):
         model = create_model(name, weights="random").to(device).eval()
-        plans = {method: resolve_plan(method, {}, model.family, model.num_global_layers) for method in methods.split(",")}
+        plans = {method: resolve_plan(method, {}, model.traits) for method in methods.split(",")}
         with torch.inference_mode():
             eager = {method: {k: v.float() for k, v in model(images, plan).items()} for method, plan in plans.items()}
             model.compile_stages()

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import click
 import pandas as pd
-import torch
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.flops import count_flops  # noqa: E402
 from bench.methods import resolve_plan  # noqa: E402
-from bench.models import create_model  # noqa: E402
+from bench.models import model_traits  # noqa: E402
 from bench.store import read_rows  # noqa: E402
 
 
@@ -34,16 +33,11 @@ from bench.store import read_rows  # noqa: E402
 @click.option("--gemm-tflops", default=760.0, show_default=True, help="sustained bf16 matrix-product rate")
 def main(results_dir: Path, attention_tflops: float, gemm_tflops: float) -> None:
     rows = [r for r in read_rows(results_dir) if r["status"] == "ok"]
-    traits: dict[str, tuple[str, int]] = {}
+    traits = {name: model_traits(name) for name in {r["model_name"] for r in rows}}
     table = []
     for row in sorted(rows, key=lambda r: (r["model_name"], r["frames_used"], r["method"])):
         name = row["model_name"]
-        if name not in traits:
-            with torch.device("meta"):
-                model = create_model(name, weights="random")
-            traits[name] = (model.family, model.num_global_layers)
-        family, layers = traits[name]
-        plan = resolve_plan(row["method_name"], row["method_params"], family, layers)
+        plan = resolve_plan(row["method_name"], row["method_params"], traits[name])
         observed = (row.get("plan") or {}).get("observed")
         flops = count_flops(name, plan, row["frames_used"], tuple(row["image_size"]), observed)
         predicted = flops.seconds(attention_tflops * 1e12, gemm_tflops * 1e12)

@@ -121,7 +121,7 @@ def main(model_name: str, methods: str, frames: str, size: str, device: str, war
     for count in (int(f) for f in frames.split(",")):
         images = torch.rand(count, 3, height, width, device=device)
         for method in methods.split(","):
-            plan = resolve_plan(method, {}, model.family, model.num_global_layers)
+            plan = resolve_plan(method, {}, model.traits)
             measured = profile_cell(model, plan, images, warmup)
             flops = count_flops(model_name, plan, count, (height, width))
             rows.append({"model": model_name, "compiled": compile_stages, "method": method, "frames": count, **measured,

@@ -31,7 +31,7 @@ class FrameLocalPlan:
 
 @pytest.fixture
 def suite_file(tmp_path, fake_metrics, register):
-    register(METHODS, "t_frame", lambda family, layers, **params: FrameLocalPlan())
+    register(METHODS, "t_frame", lambda traits, **params: FrameLocalPlan())
     return write_suite(tmp_path, tiny_suite(methods=["dense", "t_frame"]))
 
 
@@ -121,8 +121,8 @@ def test_validate_list_and_help(suite_file):
 
 
 def test_dry_run_says_which_methods_are_skipped(tmp_path, fake_metrics, register):
-    def vggt_only(family, layers, **params):
-        raise MethodNotApplicable(f"needs a VGGT model, not {family}")
+    def vggt_only(traits, **params):
+        raise MethodNotApplicable(f"needs a VGGT model, not {traits.family}")
 
     register(METHODS, "t_vggt_only", vggt_only)
     suite = write_suite(tmp_path, tiny_suite(methods=["dense", "t_vggt_only"]))

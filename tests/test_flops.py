@@ -11,10 +11,10 @@ from bench.models import create_model
 SIZE = (56, 70)  # 4×5 patches of 14 px
 
 
-@pytest.mark.parametrize("name, family", [("vggt-tiny", "vggt"), ("pi3-tiny", "pi3")])
-def test_dense_total_equals_a_counted_real_forward(name, family):
+@pytest.mark.parametrize("name", ["vggt-tiny", "pi3-tiny"])
+def test_dense_total_equals_a_counted_real_forward(name):
     model = create_model(name, weights="random").eval()
-    plan = resolve_plan("dense", {}, family, model.num_global_layers)
+    plan = resolve_plan("dense", {}, model.traits)
     with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_CPU_SDPA) as counter:
         model(torch.rand(3, 3, *SIZE), plan=plan)
     assert count_flops(name, plan, 3, SIZE).total == pytest.approx(counter.get_total_flops(), rel=1e-9)
@@ -27,7 +27,7 @@ def test_global_attention_closed_forms():
     n = frames * tokens
 
     def attention(method, **params):
-        return count_flops("vggt-tiny", resolve_plan(method, params, "vggt", layers), frames, SIZE).global_attention
+        return count_flops("vggt-tiny", resolve_plan(method, params, model.traits), frames, SIZE).global_attention
 
     assert attention("dense") == layers * 4 * n * n * dim
     assert attention("g2f", frame_layers="all") == layers * frames * 4 * tokens * tokens * dim
@@ -37,8 +37,8 @@ def test_global_attention_closed_forms():
 
 
 def test_everything_but_global_attention_is_the_same_under_every_plan():
-    layers = create_model("vggt-tiny", weights="random").num_global_layers
-    counts = [count_flops("vggt-tiny", resolve_plan(m, {}, "vggt", layers), 2, SIZE) for m in ("dense", "avggt", "fastvggt")]
+    traits = create_model("vggt-tiny", weights="random").traits
+    counts = [count_flops("vggt-tiny", resolve_plan(m, {}, traits), 2, SIZE) for m in ("dense", "avggt", "fastvggt")]
     assert len({c.other for c in counts}) == 1
     assert counts[1].global_attention < counts[0].global_attention
 
@@ -50,7 +50,7 @@ def test_block_sparse_counts_the_share_a_run_observed():
     layers, dim = model.num_global_layers, model.aggregator.global_blocks[0].attn.qkv.in_features
     frames, tokens = 4, 5 + 4 * 5
     n, special = frames * tokens, frames * 5
-    plan = resolve_plan("sparse-vggt-50", {}, "vggt", layers)
+    plan = resolve_plan("sparse-vggt-50", {}, model.traits)
 
     def attention(observed=None):
         return count_flops("vggt-tiny", plan, frames, SIZE, observed).global_attention

@@ -130,3 +130,33 @@ def test_dinov2_returns_normed_patch_tokens_and_optional_mask_token():
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 15), atol=1e-5, rtol=0)  # LayerNorm, unit gain at init
     assert "mask_token" in vit.state_dict()
     assert "mask_token" not in DinoVisionTransformer(56, 14, 16, 1, 2, mask_token=False).state_dict()
+
+
+def test_the_alternating_loop_frees_each_input_and_keeps_only_the_asked_pairs():
+    """The caller hands the tokens over and keeps no reference: by the second block the first
+    input is gone (at 1000 frames a copy of the stream is 4 GB); only the pairs in `keep` are stored."""
+    import weakref
+
+    from bench.methods import DensePlan, Layout
+    from bench.models.runtime import alternate_attention
+
+    seen_alive = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self, shift: float) -> None:
+            super().__init__()
+            self.shift = shift
+
+        def forward(self, x, rope, attend=None, rows=None, chunk_rows=None):
+            seen_alive.append(first() is not None)
+            return x + self.shift
+
+    layout = Layout(frames=2, tokens_per_frame=5, special_tokens=1, grid=(2, 2), reference_frame=None)
+    tokens = torch.zeros(2, 5, 3)
+    first = weakref.ref(tokens)
+    handed = [tokens]
+    del tokens
+    kept = alternate_attention([Probe(1.0), Probe(10.0)], [Probe(2.0), Probe(20.0)], handed, 1, None, DensePlan(), layout, None, (1,))
+    assert seen_alive == [True, False, False, False] and handed == []
+    assert list(kept) == [1] and kept[1].shape == (1, 2, 5, 6)
+    assert torch.equal(kept[1][..., :3], torch.full((1, 2, 5, 3), 13.0)) and torch.equal(kept[1][..., 3:], torch.full((1, 2, 5, 3), 33.0))

@@ -54,7 +54,7 @@ def assert_same_outputs(got: dict, expected: dict, atol: float = 1e-9) -> None:
 
 
 def plan_for(model, method: str, **params):
-    return resolve_plan(method, params, model.family, model.num_global_layers)
+    return resolve_plan(method, params, model.traits)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.methods import MethodNotApplicable, resolve_plan
-from bench.models import create_model
+from bench.models import create_model, published_traits
 from bench.models.pi3 import Pi3
 
 OUTPUTS = ("camera_poses", "local_points", "points", "conf")
@@ -27,7 +27,7 @@ def images() -> torch.Tensor:
 
 
 def plan_for(model: Pi3, method: str, **params):
-    return resolve_plan(method, params, model.family, model.num_global_layers)
+    return resolve_plan(method, params, model.traits)
 
 
 def run(model: Pi3, images: torch.Tensor, plan) -> dict[str, torch.Tensor]:
@@ -89,9 +89,9 @@ def test_plans_without_a_reference_frame_keep_frame_order_equivariance(model: Pi
 
 def test_avggt_on_the_released_model_converts_the_first_ten_of_18_global_layers() -> None:
     for method in ("avggt", "g2f"):
-        described = resolve_plan(method, {}, "pi3", 18).describe(frames=100)
+        described = resolve_plan(method, {}, published_traits("pi3")).describe(frames=100)
         assert described["layers"][0] == {"layers": "0-9", "operator": "frame", "params": {}}
-    avggt = resolve_plan("avggt", {}, "pi3", 18).describe(frames=100)
+    avggt = resolve_plan("avggt", {}, published_traits("pi3")).describe(frames=100)
     assert [(group["layers"], group["operator"]) for group in avggt["layers"]] == [("0-9", "frame"), ("10-17", "subsample")]
     assert avggt["layers"][1]["params"]["keep_reference"] is False
 

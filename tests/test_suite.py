@@ -10,7 +10,8 @@ from torch import nn
 from bench.methods import METHODS, DensePlan, MethodNotApplicable
 from bench.models import MODELS, BenchModel
 from bench.models.oracle import OracleModel
-from bench.suite import ModelSpec, ModelTraits, SuiteError, TimingSpec, expand, load_suite, model_traits
+from bench.models import ModelTraits
+from bench.suite import ModelSpec, SuiteError, TimingSpec, expand, load_suite, traits_of
 from datasets_adapters import DATASETS, DatasetAdapter, Sequence
 
 
@@ -216,7 +217,7 @@ def test_cells_in_run_order_with_readable_ids(tmp_path, fake_metrics):
 
 
 def test_scenes_frames_and_methods_combine(tmp_path, fake_metrics, folder_data, register):
-    register(METHODS, "t_dense_again", lambda family, layers, **params: DensePlan())
+    register(METHODS, "t_dense_again", lambda traits, **params: DensePlan())
     data = tiny_suite(
         models=["oracle"],
         methods=["dense", {"name": "t_dense_again", "label": "again"}],
@@ -231,9 +232,9 @@ def test_scenes_frames_and_methods_combine(tmp_path, fake_metrics, folder_data, 
 
 
 def test_methods_that_do_not_apply_are_skipped(tmp_path, fake_metrics, register):
-    def vggt_only(family, layers, **params):
-        if family != "vggt":
-            raise MethodNotApplicable(f"needs a VGGT model, not {family}")
+    def vggt_only(traits, **params):
+        if traits.family != "vggt":
+            raise MethodNotApplicable(f"needs a VGGT model, not {traits.family}")
         return DensePlan()
 
     register(METHODS, "t_vggt_only", vggt_only)
@@ -308,7 +309,7 @@ def test_model_traits_come_from_a_meta_device_build(register):
             built.append(self.proj.weight.device.type)
 
     register(MODELS, "t_tiny", Tiny)
-    assert model_traits(ModelSpec("t_tiny", "t_tiny", "random", "random", {"layers": 5})) == ModelTraits("t", 5, None)
+    assert traits_of(ModelSpec("t_tiny", "t_tiny", "random", "random", {"layers": 5})) == ModelTraits("t", 5, None, 0, 0, None, None)
     assert built == ["meta"]  # no memory, no initialisation
 
     def moving_factory(weights="random", **options):
@@ -316,5 +317,5 @@ def test_model_traits_come_from_a_meta_device_build(register):
 
     register(MODELS, "t_moving", moving_factory)
     built.clear()
-    assert model_traits(ModelSpec("t_moving", "t_moving", "random", "random", {})) == ModelTraits("t", 3, None)
+    assert traits_of(ModelSpec("t_moving", "t_moving", "random", "random", {})) == ModelTraits("t", 3, None, 0, 0, None, None)
     assert built == ["meta", "cpu"]  # built for real when the meta build fails

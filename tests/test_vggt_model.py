@@ -204,7 +204,7 @@ def test_a_plans_own_stages_compile_in_its_prime_and_give_the_eager_outputs(tiny
     model for the AVGGT plan compiles it (after a dense prime, which never meets it), and the
     timed forward then compiles nothing and matches the eager model with the same plan."""
     six = torch.rand(6, 3, 56, 70, generator=torch.Generator().manual_seed(2))
-    plan = resolve_plan("avggt", {}, "vggt", tiny.num_global_layers)
+    plan = resolve_plan("avggt", {}, tiny.traits)
     with torch.inference_mode():
         expected = tiny(six, plan)
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))

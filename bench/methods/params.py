@@ -181,14 +181,14 @@ def thresholds(value: Any) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a preset: its parser, its default (or a default per model family), its help."""
+    """One parameter of a preset: its parser, its default (or a default per model), its help."""
 
     parse: Callable[[Any], Any]
-    default: Any  # a value, or a callable (family, number of global layers) -> value
+    default: Any  # a value, or a callable (the model's traits) -> value
     help: str
 
-    def default_for(self, family: str, num_global_layers: int) -> Any:
-        return self.default(family, num_global_layers) if callable(self.default) else self.default
+    def default_for(self, traits: Any) -> Any:
+        return self.default(traits) if callable(self.default) else self.default
 
 
 def json_value(value: Any) -> Any:

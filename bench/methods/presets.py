@@ -7,8 +7,7 @@ any declared parameter; anything else is an error that lists what the preset acc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from bench.methods.block_sparse import IMPLEMENTATIONS
 from bench.methods.kernels import KERNEL_CHOICES
@@ -17,37 +16,20 @@ from bench.methods.layout import LayerRule
 from bench.methods.plan import Plan
 from bench.registry import Registry
 
+if TYPE_CHECKING:
+    from bench.models.base import ModelTraits  # what a model declares of itself (methods never import models)
+
 
 class MethodNotApplicable(ValueError):
     """A preset that does not apply to this model family (e.g. `vggt` on pi3): the cell is skipped."""
 
 
-@dataclass(frozen=True)
-class Family:
-    """What the presets need to know of a model family as published."""
-
-    global_layers: int
-    early_layers: int  # AVGGT's t_early: the first global layers run as frame attention
-    reference_frame: bool  # the model treats frame 0 as the world frame
-
-
-FAMILIES = {
-    "vggt": Family(global_layers=24, early_layers=9, reference_frame=True),
-    "pi3": Family(global_layers=18, early_layers=10, reference_frame=False),
-    "oracle": Family(global_layers=0, early_layers=0, reference_frame=False),
-}
-
-
-def _family(name: str) -> Family:
-    if name not in FAMILIES:
-        raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
-    return FAMILIES[name]
-
-
-def early_layers(family: str, num_global_layers: int) -> str:
-    """The published t_early, scaled to models with fewer global layers (the tiny test models)."""
-    fam = _family(family)
-    count = int(fam.early_layers * num_global_layers / fam.global_layers + 0.5) if fam.global_layers else 0
+def early_layers(traits: ModelTraits) -> str:
+    """The published t_early of the model's family, scaled to models with fewer global layers (the
+    tiny test models)."""
+    if not traits.published_global_layers:
+        return "none"
+    count = int(traits.early_global_layers * traits.num_global_layers / traits.published_global_layers + 0.5)
     return f"0-{count - 1}" if count else "none"
 
 
@@ -60,7 +42,7 @@ class Preset:
     def __init__(self, name: str, params: dict[str, Param], build: Build, families: tuple[str, ...] | None = None) -> None:
         self.name, self.params, self.build, self.families = name, {**params, "kernel": KERNEL}, build, families
 
-    def settings(self, family: str, num_global_layers: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    def settings(self, traits: ModelTraits, overrides: dict[str, Any]) -> dict[str, Any]:
         """Every parameter, typed: the override where given, else the default for this model."""
         unknown = ", ".join(map(repr, sorted(set(overrides) - set(self.params))))
         if unknown and list(self.params) == ["kernel"]:
@@ -69,25 +51,25 @@ class Preset:
             raise ValueError(f"method {self.name} has no parameter {unknown}; allowed: {', '.join(self.params)}")
         settings = {}
         for key, param in self.params.items():
-            value = overrides[key] if key in overrides else param.default_for(family, num_global_layers)
+            value = overrides[key] if key in overrides else param.default_for(traits)
             try:
                 settings[key] = param.parse(value)
             except ValueError as error:
                 raise ValueError(f"method {self.name}: parameter {key}={value!r}: {error}") from None
         return settings
 
-    def __call__(self, family: str, num_global_layers: int, **overrides: Any) -> Plan:
-        fam = _family(family)
+    def __call__(self, traits: ModelTraits, **overrides: Any) -> Plan:
+        family, layers = traits.family, traits.num_global_layers
         if self.families is not None and family not in self.families:
             raise MethodNotApplicable(f"method {self.name} applies to {', '.join(self.families)} models, not {family}")
-        settings = self.settings(family, num_global_layers, overrides)
-        if settings.get("keep_reference") and not fam.reference_frame and num_global_layers:
+        settings = self.settings(traits, overrides)
+        if settings.get("keep_reference") and traits.reference_frame is None and layers:
             raise ValueError(f"method {self.name}: keep_reference=true, but {family} models have no reference frame")
         try:
-            rules = self.build(settings, num_global_layers)
+            rules = self.build(settings, layers)
         except ValueError as error:
             raise ValueError(f"method {self.name}: {error}") from None
-        return Plan(self.name, family, num_global_layers, rules, kernel=settings["kernel"], settings=settings)
+        return Plan(self.name, family, layers, rules, kernel=settings["kernel"], settings=settings)
 
 
 def _pick(settings: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -104,7 +86,7 @@ AVGGT_PARAMS = {
     "sigma": Param(sigma, "auto", "patch subsampling: auto, 1, 2, 4, 6, 9 (windows 1x1, 1x2, 2x2, 2x3, 3x3)"),
     "grid": Param(grid, None, "explicit window rows x cols (e.g. 2x3); overrides sigma"),
     "sigma_thresholds": Param(thresholds, "30,150", "auto sigma: 2 below the first frame count, 4 below the second, else 9"),
-    "keep_reference": Param(boolean, lambda family, _: _family(family).reference_frame, "keep the reference frame whole"),
+    "keep_reference": Param(boolean, lambda traits: traits.reference_frame is not None, "keep the reference frame whole"),
     "diagonal": Param(boolean, True, "each query also attends to its own (dropped) key"),
     "mean": Param(boolean, True, "one extra key/value: the mean of the dropped patches"),
     "mean_log_count": Param(boolean, False, "add log(number dropped) to the mean key's score"),
@@ -174,22 +156,20 @@ _register(Preset("sparse-vggt-75", _block_sparse_params(0.75), _block_sparse_rul
 _register(Preset("fastvggt", MERGE_PARAMS, _merge_rules), "FastVGGT: token merging in every global layer, ratio 0.9")
 
 
-def resolve_plan(name: str, params: dict[str, Any], family: str, num_global_layers: int) -> Plan:
-    """The plan of preset `name` with `params` overrides (strings or typed values), for a model of `family`."""
-    return METHODS.get(name)(family, num_global_layers, **params)
+def resolve_plan(name: str, params: dict[str, Any], traits: ModelTraits) -> Plan:
+    """The plan of preset `name` with `params` overrides (strings or typed values), for a model with `traits`."""
+    return METHODS.get(name)(traits, **params)
 
 
-def describe_method(name: str, family: str | None = None, frames: int | None = None, params: dict[str, Any] | None = None) -> dict:
-    """A preset's plan for the published model of `family` (default: the first family it applies
-    to, vggt for most) with its defaults or `params`: what `avggt-bench list methods` shows."""
-    preset = METHODS.get(name)
-    family = family or (preset.families or ("vggt",))[0]
-    return preset(family, _family(family).global_layers, **(params or {})).describe(frames)
+def describe_method(name: str, traits: ModelTraits, frames: int | None = None, params: dict[str, Any] | None = None) -> dict:
+    """A preset's plan for a model with `traits` with its defaults or `params`: what `avggt-bench
+    list methods` shows (for the released model of the first family the preset applies to)."""
+    return METHODS.get(name)(traits, **(params or {})).describe(frames)
 
 
-def method_summary(name: str, family: str | None = None) -> str:
+def method_summary(name: str, traits: ModelTraits) -> str:
     """One line for `avggt-bench list methods`: the preset's layer ranges, operators and parameters."""
-    described = describe_method(name, family)
+    described = describe_method(name, traits)
     groups = []
     for group in described["layers"]:
         params = ", ".join(f"{key}={value}" for key, value in group["params"].items())

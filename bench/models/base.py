@@ -46,16 +46,47 @@ class WeightsInfo:
         return {"weights": self.id, "weights_sha256": self.sha256, "weights_random": self.random}
 
 
+@dataclass(frozen=True)
+class ModelTraits:
+    """What the harness needs to know of a model before loading it: what its class declares."""
+
+    family: str
+    num_global_layers: int
+    reference_frame: int | None
+    early_global_layers: int
+    published_global_layers: int
+    preprocess_mode: str | None
+    default_weights: str | None
+
+
 class BenchModel(nn.Module):
     """Base class of the harness's models.
 
-    Subclasses set the class attributes and implement `forward` and `to_prediction`.
+    A model family declares itself here, once, in class attributes (the methods, the suite and
+    the weights loader read them through `traits` and `checkpoint_filter`), and implements
+    `forward` and `to_prediction`.
     """
 
     family: str = ""  # "vggt", "pi3", "oracle": chooses the method presets that apply
     num_global_layers: int = 0  # global-attention layers the attention plan addresses
     reference_frame: int | None = None  # frame the model treats as the world frame, if any
+    early_global_layers: int = 0  # AVGGT's t_early as published for this family, in the released model's global layers
+    published_global_layers: int = 0  # global layers of the released model (t_early scales to smaller configurations)
     preprocess_mode: str | None = None  # default preprocessing (bench.preprocess), None = as given
+    default_weights: str | None = None  # the released checkpoint's Hugging Face id
+
+    @classmethod
+    def checkpoint_filter(cls, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+        """Map a released checkpoint's state dict onto this model's keys (timm's checkpoint filter);
+        everything it returns must then load strictly. Default: as it is."""
+        return state
+
+    @property
+    def traits(self) -> ModelTraits:
+        return ModelTraits(
+            self.family, self.num_global_layers, self.reference_frame, self.early_global_layers,
+            self.published_global_layers, self.preprocess_mode, self.default_weights,
+        )  # fmt: skip
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,3 +124,25 @@ MODELS: Registry = Registry("model")
 def create_model(name: str, weights: str = "random", **options: Any) -> BenchModel:
     """Build registered model `name` with `weights` (a local file, a cached Hugging Face id, or "random")."""
     return MODELS.get(name)(weights=weights, **options)
+
+
+def model_traits(name: str, **options: Any) -> ModelTraits:
+    """The traits of registered model `name` with `options`, read from an instance built with random
+    weights on the meta device (no memory, no weights read); a factory that cannot be built there
+    is built for real."""
+    factory = MODELS.get(name)
+    try:
+        with torch.device("meta"):
+            return factory(weights="random", **options).traits
+    except Exception:  # not meta-safe (e.g. it reads a tensor's value while building)
+        return factory(weights="random", **options).traits
+
+
+def published_traits(family: str) -> ModelTraits:
+    """The traits of the released model of `family` (the registered one whose global layers are the
+    published count), for showing what a method does to it."""
+    for name in MODELS:
+        traits = model_traits(name)
+        if traits.family == family and traits.num_global_layers == traits.published_global_layers:
+            return traits
+    raise ValueError(f"no registered model is the released {family!r} model")

@@ -27,7 +27,7 @@ from bench.models.heads.pi3_camera_head import Pi3CameraHead, nearest_rotation
 from bench.models.heads.pi3_decoder import FrameDecoder, PixelShuffleHead
 from bench.models.intrinsics import intrinsics_from_local_points
 from bench.models.layers import Block, DinoVisionTransformer, RopeTable, grid_positions, rope_table
-from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, model_factory, plan_attend
+from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, alternate_attention, check_images, chunk_rows, cuda_autocast_dtype, model_factory
 from bench.stages import stages_compiled_within
 
 
@@ -77,7 +77,10 @@ class Pi3(BenchModel):
     family = "pi3"
     num_global_layers = 18
     reference_frame = None
+    early_global_layers = 10
+    published_global_layers = 18
     preprocess_mode = "pi3"
+    default_weights = "yyfz233/Pi3"
 
     def __init__(self, cfg: Pi3Config = PI3, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False) -> None:
         super().__init__()
@@ -145,22 +148,16 @@ class Pi3(BenchModel):
         del normalized, patches  # else full-size copies stay alive for the whole pass
 
         rope = self._rope(grid, dim // cfg.num_heads, images.device)
-        layout = Layout(frames=frames, tokens_per_frame=per_frame, special_tokens=self.special_tokens, grid=grid, reference_frame=None)
+        layout = Layout(frames=frames, tokens_per_frame=per_frame, special_tokens=self.special_tokens, grid=grid, reference_frame=self.reference_frame)
         rows = chunk_rows(self.token_chunk_frames, per_frame)
         # The heads' first layer casts its input to the autocast dtype anyway: keep it at that width.
         device_type = images.device.type
         kept_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else tokens.dtype
-        last_two = None
-        for index, block in enumerate(self.decoder):
-            if index % 2 == 0:
-                tokens = block(tokens.view(batch * frames, per_frame, dim), rope, chunk_rows=rows)
-            else:
-                tokens = block(tokens.view(batch, frames * per_frame, dim), rope, plan_attend(plan, index // 2, layout), rows)
-            if index == cfg.depth - 2:
-                last_two = tokens.new_empty(batch * frames, per_frame, 2 * dim, dtype=kept_dtype)
-                last_two[..., :dim] = tokens.view(batch * frames, per_frame, dim)
-        last_two[..., dim:] = tokens.view(batch * frames, per_frame, dim)
-        return last_two
+        last_pair = cfg.depth // 2 - 1  # decoder blocks 2i (frame) and 2i + 1 (global) are pair i
+        handed_over = [tokens]
+        del tokens
+        kept = alternate_attention(self.decoder[0::2], self.decoder[1::2], handed_over, batch, rope, plan, layout, rows, (last_pair,), kept_dtype)
+        return kept[last_pair].flatten(0, 1)
 
     def _rope(self, grid: tuple[int, int], head_dim: int, device: torch.device) -> RopeTable:
         return rope_table(grid_positions(*grid, self.special_tokens, device=device), head_dim, self.cfg.rope_frequency)

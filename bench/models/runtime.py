@@ -41,6 +41,41 @@ def plan_attend(plan: AttentionPlan, layer: int, layout: Layout) -> Attend:
     return lambda q, k, v: plan.attend(layer, q, k, v, layout)
 
 
+def alternate_attention(
+    frame_blocks: list[nn.Module],
+    global_blocks: list[nn.Module],
+    handed_over: list[torch.Tensor],
+    batch: int,
+    rope: Any,
+    plan: AttentionPlan,
+    layout: Layout,
+    rows: int | None,
+    keep: tuple[int, ...],
+    kept_dtype: torch.dtype | None = None,
+) -> dict[int, torch.Tensor]:
+    """The alternating transformer both models share: pair i is frame block i (attention within
+    each frame) then global block i (attention across frames, as the plan's layer i says).
+
+    The tokens (B·S, P, dim) come as the one element of `handed_over`, which the loop empties: the
+    caller then holds no reference, and each layer's input is freed once its output exists (at
+    1000 frames one copy of the stream is 4 GB). Returns {i: concat(frame out, global out)
+    (B, S, P, 2·dim)} for the pairs in `keep`, stored at `kept_dtype` (default: the tokens');
+    only those are kept, so memory does not grow with the depth.
+    """
+    tokens = handed_over.pop()
+    frames, per_frame, dim = layout.frames, layout.tokens_per_frame, tokens.shape[-1]
+    kept: dict[int, torch.Tensor] = {}
+    for layer, (frame_block, global_block) in enumerate(zip(frame_blocks, global_blocks)):
+        tokens = frame_block(tokens.view(batch * frames, per_frame, dim), rope, chunk_rows=rows)
+        if layer in keep:
+            kept[layer] = tokens.new_empty(batch, frames, per_frame, 2 * dim, dtype=kept_dtype or tokens.dtype)
+            kept[layer][..., :dim] = tokens.view(batch, frames, per_frame, dim)
+        tokens = global_block(tokens.view(batch, frames * per_frame, dim), rope, plan_attend(plan, layer, layout), rows)
+        if layer in keep:
+            kept[layer][..., dim:] = tokens.view(batch, frames, per_frame, dim)
+    return kept
+
+
 def chunk_rows(chunk_frames: int | None, tokens_per_frame: int) -> int | None:
     """Token rows in a chunk of `chunk_frames` whole frames (None: no chunking)."""
     return None if not chunk_frames else chunk_frames * tokens_per_frame
@@ -59,7 +94,7 @@ def check_images(images: torch.Tensor, patch_size: int, model: str, preprocess_m
     return images
 
 
-def model_factory(cls: type[M], cfg: Any, skip_prefixes: tuple[str, ...] = ()) -> Callable[..., M]:
+def model_factory(cls: type[M], cfg: Any) -> Callable[..., M]:
     """The registered builder of `cls` at `cfg`: weights and seed, then the class's own keyword
     options; the model comes in eval mode without gradients, where it was built (the CPU, or the
     meta device when the harness only reads a model's traits), for the caller to move. The builder
@@ -67,7 +102,7 @@ def model_factory(cls: type[M], cfg: Any, skip_prefixes: tuple[str, ...] = ()) -
     when it is loaded, not when the model is built."""
 
     def build(weights: str = "random", seed: int = 0, **options: Any) -> M:
-        model = build_with_weights(lambda: cls(cfg, **options), weights, seed=seed, skip_prefixes=skip_prefixes)
+        model = build_with_weights(lambda: cls(cfg, **options), weights, seed=seed, checkpoint_filter=cls.checkpoint_filter)
         return model.eval().requires_grad_(False)
 
     shared = [p for p in inspect.signature(build).parameters.values() if p.kind is not p.VAR_KEYWORD]

@@ -25,9 +25,12 @@ from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads import CameraHead, DPTHead
 from bench.models.layers import Block, DinoVisionTransformer, grid_positions, rope_table
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
-from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, check_images, chunk_rows, cuda_autocast_dtype, model_factory, plan_attend
+from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, alternate_attention, check_images, chunk_rows, cuda_autocast_dtype, model_factory
+from bench.models.weights import drop_prefixes
 from bench.stages import stages_compiled_within
 
+
+REFERENCE_FRAME = 0  # the frame whose camera is the world frame (its own camera and register tokens)
 
 @dataclass(frozen=True)
 class VGGTConfig:
@@ -109,19 +112,10 @@ class Aggregator(nn.Module):
         del patches  # else a full-size copy of the patch tokens stays alive for the whole pass
 
         rope = rope_table(grid_positions(*grid, self.special_tokens, device=images.device), dim // self.cfg.num_heads, self.cfg.rope_frequency)
-        layout = Layout(frames=frames, tokens_per_frame=per_frame, special_tokens=self.special_tokens, grid=grid, reference_frame=0)
-        rows = chunk_rows(chunk_frames, per_frame)
-
-        kept: dict[int, torch.Tensor] = {}
-        for layer, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks)):
-            tokens = frame_block(tokens.view(batch * frames, per_frame, dim), rope, chunk_rows=rows)
-            if layer in keep:
-                kept[layer] = tokens.new_empty(batch, frames, per_frame, 2 * dim)
-                kept[layer][..., :dim] = tokens.view(batch, frames, per_frame, dim)
-            tokens = global_block(tokens.view(batch, frames * per_frame, dim), rope, plan_attend(plan, layer, layout), rows)
-            if layer in keep:
-                kept[layer][..., dim:] = tokens.view(batch, frames, per_frame, dim)
-        return kept
+        layout = Layout(frames=frames, tokens_per_frame=per_frame, special_tokens=self.special_tokens, grid=grid, reference_frame=REFERENCE_FRAME)
+        handed_over = [tokens]
+        del tokens
+        return alternate_attention(self.frame_blocks, self.global_blocks, handed_over, batch, rope, plan, layout, chunk_rows(chunk_frames, per_frame), keep)
 
 
 def _normalize(images: torch.Tensor) -> torch.Tensor:
@@ -142,8 +136,16 @@ class VGGT(BenchModel):
 
     family = "vggt"
     num_global_layers = 24
-    reference_frame = 0
+    reference_frame = REFERENCE_FRAME
+    early_global_layers = 9
+    published_global_layers = 24
     preprocess_mode = "crop"
+    default_weights = "facebook/VGGT-1B"
+
+    @classmethod
+    def checkpoint_filter(cls, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+        """The released checkpoint without the track head, which this harness does not evaluate."""
+        return drop_prefixes(state, ("track_head.",), source)
 
     def __init__(self, cfg: VGGTConfig = VGGT_1B, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False) -> None:
         super().__init__()
@@ -199,5 +201,5 @@ class VGGT(BenchModel):
         )
 
 
-MODELS.register("vggt-1b", model_factory(VGGT, VGGT_1B, skip_prefixes=("track_head.",)), help="VGGT-1B as released (facebook/VGGT-1B), without the track head")
-MODELS.register("vggt-tiny", model_factory(VGGT, VGGT_TINY, skip_prefixes=("track_head.",)), help="VGGT architecture at toy size (dim 64, 4 layer pairs) for CPU tests")
+MODELS.register("vggt-1b", model_factory(VGGT, VGGT_1B), help="VGGT-1B as released (facebook/VGGT-1B), without the track head")
+MODELS.register("vggt-tiny", model_factory(VGGT, VGGT_TINY), help="VGGT architecture at toy size (dim 64, 4 layer pairs) for CPU tests")

@@ -1,9 +1,10 @@
 """Weights for any model: resolve a name to a file, read its state dict, check it, load it strictly.
 
 `weights` is a local `.pt`/`.pth`/`.safetensors` file, a Hugging Face id found in the local cache
-(nothing is ever downloaded), or "random" (seeded initialisation, for timing only). Keys a model
-does not use on purpose (VGGT's track head) are dropped by prefix, with one warning; every other
-key must match the model exactly, or one error names the missing, unexpected and mis-shaped keys.
+(nothing is ever downloaded), or "random" (seeded initialisation, for timing only). The model
+class's `checkpoint_filter` maps the file's keys first (VGGT's drops its track head by prefix, with
+one warning); every key it keeps must match the model exactly, or one error names the missing,
+unexpected and mis-shaped keys.
 The file's sha256 is recorded with the model and cached beside the file as `<file>.sha256`.
 """
 
@@ -36,11 +37,15 @@ class WeightsError(ValueError):
     """Weights that cannot be found, read, or matched to the model; the message says which and why."""
 
 
-def build_with_weights(build: Callable[[], M], weights: str, *, seed: int = 0, skip_prefixes: tuple[str, ...] = ()) -> M:
+CheckpointFilter = Callable[[dict[str, torch.Tensor], str], dict[str, torch.Tensor]]
+
+
+def build_with_weights(build: Callable[[], M], weights: str, *, seed: int = 0, checkpoint_filter: CheckpointFilter | None = None) -> M:
     """Build a model with `build()` and give it `weights`; the model's `weights_info` records them.
 
     Random weights are seeded without touching the global RNG. For a file the model is built on
-    the meta device and takes the file's tensors as they are, so nothing is initialised twice.
+    the meta device and takes the file's tensors (after the model's `checkpoint_filter`) as they
+    are, so nothing is initialised twice.
     """
     if weights == "random":
         with torch.random.fork_rng(devices=[]):
@@ -49,7 +54,9 @@ def build_with_weights(build: Callable[[], M], weights: str, *, seed: int = 0, s
         model.weights_info = WeightsInfo(id="random", sha256=None, random=True)
         return model
     path = resolve_weights(weights)
-    state = drop_prefixes(read_state_dict(path), skip_prefixes, path)
+    state = read_state_dict(path)
+    if checkpoint_filter is not None:
+        state = checkpoint_filter(state, str(path))
     with torch.device("meta"):
         model = build()
     check_state_dict(model, state, path)
