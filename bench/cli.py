@@ -61,6 +61,10 @@ def main() -> None:
 @click.option("--only", multiple=True, metavar="GLOB", help="Run only cells whose id matches (e.g. 'oracle/dense/*/orbit/*'); repeatable.")
 @click.option("--device", callback=_device, metavar="cpu|cuda|cuda:N", help="Device to run on [default: the suite's `device`].")
 @click.option("--fresh", is_flag=True, help="Forget the rows already in the results folder and measure everything again.")
+@click.option(
+    "--start-from", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RESULTS_DIR",
+    help="First take into OUT the rows (and environments) of an earlier results folder that OUT lacks: continue a sweep measured elsewhere.",
+)
 @click.option("--dry-run", is_flag=True, help="List the cells (and whether each is already done) without running anything.")
 @click.option(
     "--time-limit", type=click.FloatRange(min=0), metavar="SECONDS",
@@ -71,8 +75,8 @@ def main() -> None:
     help="With --time-limit: also leave for the next run each cell that, timed as in this earlier run of the same cells, would end after the limit.",
 )
 def run_command(
-    suite_path: Path, out: Path | None, only: tuple[str, ...], device: str | None, fresh: bool, dry_run: bool, time_limit: float | None,
-    expect_from: Path | None,
+    suite_path: Path, out: Path | None, only: tuple[str, ...], device: str | None, fresh: bool, start_from: Path | None, dry_run: bool,
+    time_limit: float | None, expect_from: Path | None,
 ) -> None:
     """Run a suite: every model × method × dataset × scene × frame count.
 
@@ -101,6 +105,11 @@ def run_command(
         return
     if fresh:
         store.reset()
+    if start_from:
+        try:
+            click.echo(f"took {store.start_from(start_from)} rows from {start_from}", err=True)
+        except ResultsError as err:
+            raise click.ClickException(str(err)) from None
     try:
         expect = runner.expected_seconds(read_rows(expect_from)) if expect_from else None
         summary = runner.run(expansion, store, only, time_limit=time_limit, expect=expect)

@@ -85,3 +85,10 @@ def env_id(env: dict[str, Any]) -> str:
     """A short hash of the fingerprint without its time, carried by every row as `env_id`."""
     stable = {k: v for k, v in env.items() if k not in VOLATILE_KEYS}
     return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def summary(env: dict[str, Any]) -> str:
+    """One line naming what produced a set of numbers: hardware, code version, torch."""
+    commit = (env.get("git_commit") or "unknown commit")[:10] + (" (dirty)" if env.get("git_dirty") else "")
+    hardware = env.get("gpu") or f"CPU {env.get('cpu')}"
+    return f"{hardware}, commit {commit}, torch {env.get('torch')}" + (f", CUDA {env['cuda']}" if env.get("gpu") and env.get("cuda") else "")

@@ -26,7 +26,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.protocols import PROTOCOLS, SceneResult
-from bench.store import ResultsError, cells_path, read_raw, read_rows
+from bench.store import ResultsError, ResultStore, cells_path, read_raw, read_rows
 from metrics import METRICS, column_key
 
 GROUP_KEYS = ("model", "dataset", "frames")
@@ -220,9 +220,12 @@ def render(df: pd.DataFrame, fmt: str = "md", location: str | Path | None = None
 def write_report(results_dir: str | Path, fmt: str = "md") -> tuple[str, Path]:
     """Render the report of a results folder and write it beside the rows as report.<md|tex|csv>."""
     text = render(load_results(results_dir), fmt, results_dir)
-    path = cells_path(results_dir).parent / f"report.{SUFFIXES[fmt]}"
-    path.write_text(text)
-    return text, path
+    return text, _store(results_dir).write_text(f"report.{SUFFIXES[fmt]}", text)
+
+
+def _store(results_dir: str | Path) -> ResultStore:
+    """The store of a results folder (given as the folder or its cells.jsonl), which writes its files."""
+    return ResultStore(cells_path(results_dir).parent)
 
 
 # -- export ------------------------------------------------------------------------------------------
@@ -244,7 +247,7 @@ def export_parquet(results_dir: str | Path, path: str | Path | None = None) -> P
         if any(isinstance(v, (dict, list)) for v in values) or (len(kinds) > 1 and not kinds <= {int, float}):
             for r in records:
                 r[column] = None if r[column] is None else json.dumps(r[column], sort_keys=True, default=str)
-    target = Path(path) if path else cells_path(results_dir).parent / "rows.parquet"
+    target = Path(path) if path else _store(results_dir).path("rows.parquet")
     bars_were_on = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # one small table: a progress bar would only clutter the report
     try:
@@ -291,8 +294,7 @@ def write_plots(results_dir: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     df = load_results(results_dir)
-    out_dir = cells_path(results_dir).parent / "plots"
-    out_dir.mkdir(exist_ok=True)
+    store = _store(results_dir)
     written = []
     for (model, dataset), group in frame_sweeps(summary_rows(df)):
         for quantity, label in (("time_s", "median time (s)"), ("speedup", "speedup vs dense")):
@@ -302,7 +304,7 @@ def write_plots(results_dir: str | Path) -> list[Path]:
                 ax.plot(line["frames"], line[quantity], marker="o", label=method)
             ax.set(xscale="log", yscale="log", xlabel="frames", ylabel=label, title=f"{model} · {dataset}")
             ax.legend()
-            path = out_dir / f"{_slug(quantity, model, dataset)}.png"
+            path = store.path(f"plots/{_slug(quantity, model, dataset)}.png")
             fig.savefig(path, dpi=120, bbox_inches="tight")
             plt.close(fig)
             written.append(path)
@@ -315,7 +317,7 @@ def write_plots(results_dir: str | Path) -> list[Path]:
                 ax.set(xscale="log", xlabel="median time (s)", ylabel=column)
             axes[0][0].legend()
             fig.suptitle(f"accuracy vs time · {model} · {dataset}")
-            path = out_dir / f"{_slug('accuracy_vs_time', model, dataset)}.png"
+            path = store.path(f"plots/{_slug('accuracy_vs_time', model, dataset)}.png")
             fig.savefig(path, dpi=120, bbox_inches="tight")
             plt.close(fig)
             written.append(path)

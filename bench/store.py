@@ -128,6 +128,36 @@ class ResultStore:
         os.replace(partial, target)
         return f"{RAW_DIR}/{target.name}"
 
+    def path(self, name: str) -> Path:
+        """Where a derived file of this folder lives (a report, a plot, an export), its folder made."""
+        target = self.directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write a derived text file of this folder whole (a reader never sees half of it)."""
+        target = self.path(name)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(text)
+        os.replace(partial, target)
+        return target
+
+    def start_from(self, other: str | Path) -> int:
+        """Take the rows (with their raw arrays) and environments of another results folder that this
+        one lacks, to continue a sweep measured elsewhere; returns how many rows were taken."""
+        source = ResultStore(other)
+        self.open()
+        have = {row["id"] for row in self.rows()}
+        taken = [row for row in source.rows() if row["id"] not in have]
+        if source.env.exists():
+            for ident, env in json.loads(source.env.read_text()).items():
+                self._add_env(ident, env)
+        for row in taken:
+            if row.get("raw"):
+                self.write_raw(row["id"], read_raw(source.directory, row))
+            self.append(row)
+        return len(taken)
+
     def append(self, row: dict[str, Any]) -> None:
         line = json.dumps(_json_value(row), allow_nan=False, default=str)
         with self.cells.open("a") as f:
@@ -138,10 +168,11 @@ class ResultStore:
     def record_env(self, env: dict[str, Any]) -> str:
         """Add `env` to env.json (once per distinct environment) and return its id."""
         ident = env_id(env)
+        self._add_env(ident, env)
+        return ident
+
+    def _add_env(self, ident: str, env: dict[str, Any]) -> None:
         known = json.loads(self.env.read_text()) if self.env.exists() else {}
         if ident not in known:
             known[ident] = env
-            tmp = self.env.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(known, indent=2) + "\n")
-            os.replace(tmp, self.env)
-        return ident
+            self.write_text(ENV_FILE, json.dumps(known, indent=2) + "\n")

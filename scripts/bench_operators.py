@@ -1,7 +1,7 @@
 """Micro-benchmark of the attention operators alone, at VGGT-1B size, against dense attention.
 
-    python scripts/bench_operators.py --out results/operators                   # H100: 32, 100, 300 frames
-    python scripts/bench_operators.py --out /tmp/ops --frames 2 --device cpu    # toy run, any machine
+    python -m scripts.bench_operators --out results/operators                   # H100: 32, 100, 300 frames
+    python -m scripts.bench_operators --out /tmp/ops --frames 2 --device cpu    # toy run, any machine
 
 Random q, k, v of shape (1, 16 heads, S·1041 tokens, 64) in bf16, strided as the models pass them (5 special tokens + a 28×37 patch
 grid per frame, frame 0 the reference). Dense attention is timed on every exact SDPA backend that
@@ -14,22 +14,18 @@ reference), on the same device. Writes operators.json and operators.md under --o
 from __future__ import annotations
 
 import json
-import platform
-import statistics
-import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.methods.block_sparse import K_BLOCK, Q_BLOCK, block_sparse, pool_blocks, select_blocks  # noqa: E402
-from bench.methods.kernels import BACKENDS, AttentionKernel  # noqa: E402
-from bench.methods.operators import OPERATORS  # noqa: E402
-from bench.methods.layout import Layout  # noqa: E402
+from bench.env import fingerprint, summary
+from bench.methods.block_sparse import K_BLOCK, Q_BLOCK, block_sparse, pool_blocks, select_blocks
+from bench.methods.kernels import BACKENDS, AttentionKernel
+from bench.methods.layout import Layout
+from bench.methods.operators import OPERATORS
+from bench.timing import time_forward
 
 SUBSAMPLE = dict(grid=None, sigma_thresholds=(30, 150), keep_reference=True, mean_log_count=False)
 
@@ -59,31 +55,11 @@ def random_qkv(layout: Layout, heads: int, head_dim: int, device: str, dtype: to
     return tuple(qkv.permute(2, 0, 3, 1, 4).unbind(0))
 
 
-def time_call(fn: Callable[[], Any], device: str, warmup: int, repeats: int) -> list[float]:
-    """Seconds per call: CUDA events around each call on GPU, wall clock on CPU; warm-up first."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            begin = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - begin)
-    return times
-
-
 def measure(fn: Callable[[], Any], device: str, warmup: int, repeats: int) -> dict[str, Any]:
-    """Timing summary, or the failure (out of memory, kernel refused) as a result."""
+    """Timing summary (the harness's timer: CUDA events on GPU), or the failure (out of memory,
+    kernel refused) as a result."""
     try:
-        times = time_call(fn, device, warmup, repeats)
+        _, timing = time_forward(fn, device, warmup, repeats)
     except torch.cuda.OutOfMemoryError:
         return {"status": "oom"}
     except (RuntimeError, ValueError) as error:
@@ -91,7 +67,7 @@ def measure(fn: Callable[[], Any], device: str, warmup: int, repeats: int) -> di
     finally:
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
-    return {"status": "ok", "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+    return {"status": "ok", "median_s": timing.median_s, "min_s": timing.min_s, "max_s": timing.max_s, "repeats": timing.repeats}
 
 
 def dense_flops(layout: Layout, heads: int, head_dim: int) -> float:
@@ -129,20 +105,12 @@ def check_operators(kernel_name: str, device: str, dtype: torch.dtype, heads: in
     return checks
 
 
-def environment(device: str) -> dict[str, Any]:
-    env = {"torch": torch.__version__, "python": platform.python_version(), "device": device}
-    if device.startswith("cuda"):
-        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
-    else:
-        env.update(cpu=platform.processor() or platform.machine(), threads=torch.get_num_threads())
-    return env
-
-
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"# Attention operators alone ({report['environment'].get('gpu', report['environment']['device'])}, "
-        f"{report['config']['dtype']}, {report['config']['heads']} heads × {report['config']['head_dim']}, "
+        f"# Attention operators alone ({report['config']['dtype']}, {report['config']['heads']} heads × {report['config']['head_dim']}, "
         f"{report['config']['tokens_per_frame']} tokens/frame)",
+        "",
+        f"Measured on {summary(report['environment'])}.",
         "",
         f"Kernel for every operator: **{report['kernel']}** ({report['kernel_choice']}).",
         "",
@@ -230,7 +198,7 @@ def main(out: Path, frames: str, device: str, dtype: str, kernel: str, heads: in
         del q, k, v
 
     report = {
-        "environment": environment(device),
+        "environment": fingerprint(device),
         "config": config,
         "kernel": chosen,
         "kernel_choice": "fastest dense backend measured at the first frame count" if kernel == "fastest" else "set by --kernel",

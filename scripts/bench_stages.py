@@ -1,7 +1,7 @@
 """Time one transformer block's per-token stages and one DPT head chunk alone, compiled and eager.
 
-    python scripts/bench_stages.py --frames 100 --out results/stages-h200
-    python scripts/bench_stages.py --device cpu --frames 2 --dim 64 --heads 4 --grid 4x5 --head-dim-in 128 --out /tmp/s  # toy run
+    python -m scripts.bench_stages --frames 100 --out results/stages-h200
+    python -m scripts.bench_stages --device cpu --frames 2 --dim 64 --heads 4 --grid 4x5 --head-dim-in 128 --out /tmp/s  # toy run
 
 The forward profile (scripts/profile_forward.py) says how much of a pass is elementwise work; this
 says which stage it sits in and how far each stage is from its matrix products. For each stage:
@@ -15,9 +15,6 @@ stages.json and prints a table.
 from __future__ import annotations
 
 import json
-import statistics
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -25,32 +22,18 @@ import click
 import torch
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.models.heads.dpt_head import DPTHead, dpt_frames, uv_tables  # noqa: E402
-from bench.models.layers import Block, grid_positions, rope_table  # noqa: E402
-from bench.models.layers.block import attention_inputs, attention_output  # noqa: E402
-from bench.stages import compiled  # noqa: E402
+from bench.env import fingerprint, summary
+from bench.models.heads.dpt_head import DPTHead, dpt_frames, uv_tables
+from bench.models.layers import Block, grid_positions, rope_table
+from bench.models.layers.block import attention_inputs, attention_output
+from bench.stages import compiled
+from bench.timing import time_forward
 
 
 def median_ms(call: Callable[[], object], device: str, warmup: int, repeats: int) -> float:
-    """Median wall time of `call` in milliseconds, synchronised on `device`."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            begin = time.perf_counter()
-            call()
-            times.append((time.perf_counter() - begin) * 1e3)
-    return statistics.median(times)
+    """Median time of `call` in milliseconds, by the harness's timer (CUDA events on GPU)."""
+    _, timing = time_forward(call, device, warmup, repeats)
+    return timing.median_s * 1e3
 
 
 @click.command()
@@ -95,12 +78,12 @@ def main(frames: int, head_frames: int, dim: int, heads: int, grid: str, special
         measured.append((f"DPT head chunk ({head_frames} frames)", "compiled", time_(lambda: compiled(dpt_frames)(head, head_tokens, tables))))
         measured.append((f"DPT head chunk ({head_frames} frames)", "eager", time_(lambda: dpt_frames(head, head_tokens, tables))))
 
-    setup = {"frames": frames, "tokens_per_frame": tokens, "dim": dim, "heads": heads, "head_frames": head_frames, "device": device,
-             "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "torch": torch.__version__, "repeats": repeats}
+    setup = {"frames": frames, "tokens_per_frame": tokens, "dim": dim, "heads": heads, "head_frames": head_frames, "repeats": repeats}
     out.mkdir(parents=True, exist_ok=True)
     rows_out = [{"stage": s, "variant": v, "ms": ms} for s, v, ms in measured]
-    (out / "stages.json").write_text(json.dumps({"setup": setup, "rows": rows_out}, indent=1))
-    print(json.dumps(setup))
+    env = fingerprint(device)
+    (out / "stages.json").write_text(json.dumps({"environment": env, "setup": setup, "rows": rows_out}, indent=1))
+    print(f"{summary(env)}: {json.dumps(setup)}")
     print(tabulate([[s, v, f"{ms:.3f}"] for s, v, ms in measured], headers=["stage", "variant", "median ms"], tablefmt="github"))
 
 

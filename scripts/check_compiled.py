@@ -1,6 +1,6 @@
 """Compiled stages against eager on the GPU: the same model, the same inputs, every output.
 
-    python scripts/check_compiled.py --models vggt-1b,pi3 --methods dense,avggt --frames 8 --out results/speed-h200/compiled_check.json
+    python -m scripts.check_compiled --models vggt-1b,pi3 --methods dense,avggt --frames 8 --out results/speed-h200/compiled_check.json
 
 Random weights, random 518×392 images, both runs under the model's own bf16 autocast, for each
 method's plan (a plan may compile stages of its own, such as AVGGT's merge). The difference is
@@ -11,16 +11,14 @@ resolution (2^-8 ≈ 0.4 % relative).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.methods import resolve_plan  # noqa: E402
-from bench.models import create_model  # noqa: E402
+from bench.env import fingerprint
+from bench.methods import resolve_plan
+from bench.models import create_model
 
 
 @click.command()
@@ -57,7 +55,7 @@ def main(models: str, methods: str, frames: int, size: str, device: str, out: Pa
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"frames": frames, "size": [height, width], "methods": methods.split(","), "outputs": report}, indent=1) + "\n")
+    out.write_text(json.dumps({"environment": fingerprint(device), "frames": frames, "size": [height, width], "methods": methods.split(","), "outputs": report}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Measured forward times of a results folder next to the FLOP model's prediction.
 
-    python scripts/flop_model_table.py results/speed-h100 --attention-tflops 420 --gemm-tflops 760
+    python -m scripts.flop_model_table results/speed-h100 --attention-tflops 420 --gemm-tflops 760
 
 For every ok row, the FLOP model (bench/flops.py) counts the global attention of its plan and the
 rest of the model for the same frame count and image size; the prediction is global attention at
@@ -12,19 +12,16 @@ floor. Writes flop_model.md and flop_model.csv into the results folder.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 import pandas as pd
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.flops import count_flops  # noqa: E402
-from bench.methods import resolve_plan  # noqa: E402
-from bench.models import model_traits  # noqa: E402
-from bench.store import read_rows  # noqa: E402
+from bench.flops import count_flops
+from bench.methods import resolve_plan
+from bench.models import model_traits
+from bench.store import ResultStore, read_rows
 
 
 @click.command()
@@ -49,13 +46,14 @@ def main(results_dir: Path, attention_tflops: float, gemm_tflops: float) -> None
         })
         print(f"{row['model']} {row['method']} {row['frames_used']}: predicted {predicted:.3f} s, measured {row['time_median_s']:.3f} s", flush=True)
     frame = pd.DataFrame(table).dropna(axis=1, how="all")  # no block-sparse observations: no share column
-    frame.to_csv(results_dir / "flop_model.csv", index=False)
+    store = ResultStore(results_dir)
+    store.write_text("flop_model.csv", frame.to_csv(index=False))
     header = (
         f"FLOP model vs measured: global attention at {attention_tflops:g} TFLOP/s, everything else at "
         f"{gemm_tflops:g} TFLOP/s.\n\n"
     )
-    (results_dir / "flop_model.md").write_text(header + tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f") + "\n")
-    print(f"wrote {results_dir / 'flop_model.md'}")
+    path = store.write_text("flop_model.md", header + tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f") + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Where a forward pass spends its time: attention kernels, matrix products, the rest; backbone and heads.
 
-    python scripts/profile_forward.py --model vggt-1b --methods vggt,avggt --frames 100,500 --out results/profile
-    python scripts/profile_forward.py --model vggt-1b --compile --out results/profile-compiled
-    python scripts/profile_forward.py --model vggt-tiny --methods dense --frames 2 --device cpu --out /tmp/p   # toy run
+    python -m scripts.profile_forward --model vggt-1b --methods vggt,avggt --frames 100,500 --out results/profile
+    python -m scripts.profile_forward --model vggt-1b --compile --out results/profile-compiled
+    python -m scripts.profile_forward --model vggt-tiny --methods dense --frames 2 --device cpu --out /tmp/p   # toy run
 
 One timed and one profiled forward per (method, frame count) on random weights and random 518×392
 images, after --warmup untimed ones. Kernel time comes from the PyTorch profiler, each kernel put in one class by
@@ -13,7 +13,6 @@ Next to it, the FLOP model (bench/flops.py) for the same cell. Writes profile.js
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,12 +21,11 @@ import torch
 from tabulate import tabulate
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.flops import count_flops  # noqa: E402
-from bench.methods import resolve_plan  # noqa: E402
-from bench.models import create_model  # noqa: E402
-from bench.timing import time_forward  # noqa: E402
+from bench.env import fingerprint, summary
+from bench.flops import count_flops
+from bench.methods import resolve_plan
+from bench.models import create_model
+from bench.timing import time_forward
 
 # Kernel classes by name fragments, first match wins (cuDNN/flash/FlexAttention attention,
 # cuBLAS/CUTLASS matrix products and convolutions); everything else is elementwise work,
@@ -128,8 +126,9 @@ def main(model_name: str, methods: str, frames: str, size: str, device: str, war
                          "flops_global_attention": flops.global_attention, "flops_other": flops.other, "plan": plan.describe(count)})
             print(json.dumps(rows[-1]), flush=True)
         del images
+    env = fingerprint(device)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "profile.json").write_text(json.dumps(rows, indent=1))
+    (out / "profile.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
     table = [
         [r["model"], r["compiled"], r["method"], r["frames"], f"{r['time_s']:.3f}", f"{r['peak_gib'] or 0:.1f}", f"{r['wall_s']:.3f}",
          *(f"{r['kernel_s'][c]:.3f}" for c in ("attention", "matmul", "other")),
@@ -139,7 +138,7 @@ def main(model_name: str, methods: str, frames: str, size: str, device: str, war
     ]
     headers = ["model", "compiled", "method", "frames", "time s", "peak GiB", "profiled wall s", "attention s", "matmul s", "other s", "modules s",
                "global-attn TFLOP", "other TFLOP"]
-    (out / "profile.md").write_text(tabulate(table, headers=headers, tablefmt="github") + "\n")
+    (out / "profile.md").write_text(f"Measured on {summary(env)}.\n\n" + tabulate(table, headers=headers, tablefmt="github") + "\n")
     print(tabulate(table, headers=headers, tablefmt="github"))
 
 

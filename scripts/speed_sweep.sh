@@ -4,7 +4,7 @@
 #   scripts/speed_sweep.sh RESULTS OUT_DIR [SECONDS] [--only GLOB ...] [--expect-from EARLIER]
 #
 # Starts from the rows already in RESULTS (the committed results directory of this GPU, e.g.
-# results/speed-h200; copied into OUT_DIR), measures the cells still missing (those matching
+# results/speed-h200; taken into OUT_DIR by `run --start-from`), measures the cells still missing (those matching
 # --only, if given) and starts no new cell after SECONDS (default 420). With --expect-from an
 # earlier results directory of the same suite, it also skips each cell that, timed as there,
 # would end after SECONDS, so SECONDS can be the whole budget of the piece. Bring
@@ -21,10 +21,6 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-mkdir -p "$out"
-if [[ "$(realpath "$out")" != "$(realpath -m "$results")" ]]; then
-  for f in cells.jsonl env.json; do
-    if [[ -f $results/$f ]]; then cp "$results/$f" "$out/"; fi
-  done
-fi
-python3 -m bench.cli run suites/speed.yaml --out "$out" --time-limit "$limit" "$@"
+start=()
+if [[ -f $results/cells.jsonl && "$(realpath -m "$out")" != "$(realpath -m "$results")" ]]; then start=(--start-from "$results"); fi
+python3 -m bench.cli run suites/speed.yaml --out "$out" --time-limit "$limit" "${start[@]}" "$@"

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 from click.testing import CliRunner
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_operators.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_operators", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from scripts import bench_operators as script
 
 
 def test_bench_operators_toy_run_on_cpu(tmp_path):
-    script = load_script()
     args = ["--out", str(tmp_path), "--frames", "2,3", "--device", "cpu", "--heads", "2", "--head-dim", "32",
             "--grid", "9x11", "--warmup", "0", "--repeats", "1"]
     result = CliRunner().invoke(script.main, args)
@@ -35,11 +25,12 @@ def test_bench_operators_toy_run_on_cpu(tmp_path):
         assert chosen["speedup_vs_dense"] == 1.0
         assert chosen["tflops"] == script.dense_flops(script.Layout(frames, 104, 5, (9, 11), 0), 2, 32) / chosen["median_s"] / 1e12
     assert all(check["ok"] for check in report["checks"]) and len(report["checks"]) == len(labels) + 1
+    assert report["environment"]["git_commit"] and report["environment"]["device"] == "cpu"  # traceable like a results row
     table = (tmp_path / "operators.md").read_text()
+    assert "Measured on CPU" in table and "commit" in table
     assert "| 3 | 312 | merge 0.9 |" in table and "blocks kept" in table
 
 
 def test_dense_flops_count_two_products_per_head():
-    script = load_script()
     layout = script.Layout(2, 10, 1, (3, 3), 0)
     assert script.dense_flops(layout, heads=4, head_dim=8) == 4 * 20**2 * 8 * 4

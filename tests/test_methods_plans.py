@@ -289,6 +289,21 @@ def test_plan_kernel_setting_reaches_every_operator():
     assert plan.describe(2)["kernels_used"] == ["math"]
 
 
+def test_observations_cover_one_cell():
+    """A plan shared by several cells reports, after each reset, only the kernels its next forwards ran."""
+    layout = Layout(2, 2 + 4 * 4, 2, (4, 4), 0)
+    q, k, v = qkv(layout)
+    plan = resolve_plan("g2f", {"frame_layers": "0"}, traits("vggt", 2))
+    plan.attend(0, q, k, v, layout)
+    assert plan.describe(2)["kernels_used"] == ["flash"]
+    plan.reset_observations()
+    assert plan.describe(2)["kernels_used"] == []
+    dense = DensePlan()
+    dense.attend(0, q, k, v, layout)
+    dense.reset_observations()
+    assert dense.describe()["kernels_used"] == []
+
+
 def test_method_summary_lists_layers_operators_and_parameters():
     from bench.methods import method_summary
 

@@ -83,3 +83,40 @@ def test_a_named_commit_wins_over_the_git_folder(monkeypatch):
     assert env["git_commit"] == "abc1234" and env["git_dirty"] is None
     monkeypatch.delenv("AVGGT_BENCH_GIT_COMMIT")
     assert fingerprint("cpu")["git_commit"] != "abc1234"
+
+
+def test_raw_arrays_are_written_whole_before_their_row(tmp_path):
+    import numpy as np
+
+    from bench.store import read_raw
+
+    store = ResultStore(tmp_path)
+    store.open()
+    name = store.write_raw("abc", {"pose.rot_err_deg": np.arange(3.0), "frame_ids": np.array(["1", "2"])})
+    store.append({"id": "abc", "status": "ok", "raw": name})
+    [row] = store.rows()
+    raw = read_raw(tmp_path, row)
+    assert name == "raw/abc.npz" and list(raw["pose.rot_err_deg"]) == [0.0, 1.0, 2.0] and list(raw["frame_ids"]) == ["1", "2"]
+    assert not list((tmp_path / "raw").glob("*partial*")) and read_raw(tmp_path, {"id": "x"}) == {}
+    (tmp_path / "raw/abc.npz").write_bytes(b"damaged")
+    with pytest.raises(ResultsError, match="raw/abc.npz: cannot read the raw values"):
+        read_raw(tmp_path, row)
+
+
+def test_start_from_takes_the_rows_environments_and_raw_arrays_another_folder_has(tmp_path):
+    import numpy as np
+
+    from bench.store import read_raw
+
+    earlier = ResultStore(tmp_path / "earlier")
+    earlier.open()
+    ident = earlier.record_env(fingerprint("cpu"))
+    earlier.append({"id": "a", "status": "ok", "env_id": ident, "raw": earlier.write_raw("a", {"x": np.ones(2)})})
+    earlier.append({"id": "b", "status": "ok", "env_id": ident})
+    here = ResultStore(tmp_path / "here")
+    here.open()
+    here.append({"id": "b", "status": "ok", "x": 5.0})  # measured here already: kept as it is
+    assert here.start_from(earlier.directory) == 1 and here.start_from(earlier.directory) == 0
+    rows = {r["id"]: r for r in here.rows()}
+    assert set(rows) == {"a", "b"} and rows["b"]["x"] == 5.0
+    assert list(read_raw(here.directory, rows["a"])["x"]) == [1.0, 1.0] and ident in json.loads(here.env.read_text())

@@ -70,6 +70,8 @@ class AttentionKernel:
         return {name: float(total) / calls for name, (total, calls) in sorted(self._observed.items())}
 
     def reset_observations(self) -> None:
+        """Start a new cell: the kernels used and the statistics observed cover the calls after this."""
+        self.used.clear()
         self._observed.clear()
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
