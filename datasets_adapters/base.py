@@ -34,9 +34,10 @@ class SceneInventory:
 class DatasetAdapter(ABC):
     name: str = ""
 
-    def __init__(self, root: str | Path | None = None, **options) -> None:
+    def __init__(self, root: str | Path | None = None) -> None:
+        """Subclasses declare their options as keyword arguments of their own __init__ (the one
+        signature suites and check-data validate against) and keep what they use."""
         self.root = Path(root) if root is not None else None
-        self.options = options
         self._streams: dict[tuple[Sampling, int], dict[str, np.ndarray]] = {}
 
     @abstractmethod
@@ -105,8 +106,8 @@ class ScannedAdapter(DatasetAdapter):
 
     root_variable: str = "DATA_ROOT"  # the environment variable the shipped suites read the root from
 
-    def __init__(self, root: str | Path | None = None, **options) -> None:
-        super().__init__(root, **options)
+    def __init__(self, root: str | Path | None = None) -> None:
+        super().__init__(root)
         if self.root is None:
             raise DatasetError(f"dataset {self.name!r} needs a root folder (suite field `root:`, e.g. ${{{self.root_variable}}})")
         if not self.root.is_dir():

@@ -151,10 +151,7 @@ class Co3dAdapter(ScannedAdapter):
         max_translation: float | None = 1e5,
         workers: int | None = None,
     ) -> None:
-        super().__init__(
-            root, categories=categories, annotations=annotations, subset=subset, split=split, min_frames=min_frames,
-            min_quality=min_quality, max_translation=max_translation, workers=workers,
-        )  # fmt: skip
+        super().__init__(root)
         if isinstance(categories, str) and categories != "all":
             categories = [categories]
         self.categories = categories

@@ -163,7 +163,7 @@ class DtuAdapter(ScannedAdapter):
     def __init__(self, root: str | Path | None = None, *, mask: str = "eroded", min_frames: int = 1, workers: int | None = None) -> None:
         if mask not in MASKS:
             raise DatasetError(f"dtu option mask={mask!r}: choose one of " + ", ".join(f"{k!r} ({v})" for k, v in MASKS.items()))
-        super().__init__(root, mask=mask, min_frames=min_frames, workers=workers)
+        super().__init__(root)
         self.mask, self.min_frames, self.workers = mask, min_frames, workers
         self.folders = ("images", "cams", "depths") + (("binary_masks",) if mask != "none" else ())
 

@@ -353,7 +353,7 @@ class Eth3dAdapter(ScannedAdapter):
     def __init__(self, root: str | Path | None = None, *, undistort: bool = True, min_frames: int = 1, workers: int | None = None) -> None:
         if not isinstance(undistort, bool):
             raise DatasetError(f"eth3d option undistort={undistort!r}: choose true (π³'s undistorted pinhole frames) or false (as shot)")
-        super().__init__(root, undistort=undistort, min_frames=min_frames, workers=workers)
+        super().__init__(root)
         self.undistort, self.min_frames, self.workers = undistort, min_frames, workers
         self._calibrations: dict[str, tuple[dict[int, Camera], dict[str, Registration]]] = {}
 

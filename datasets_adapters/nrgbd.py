@@ -112,7 +112,7 @@ class NeuralRgbdAdapter(ScannedAdapter):
         min_frames: int = 1,
         workers: int | None = None,
     ) -> None:
-        super().__init__(root, min_depth=min_depth, max_depth=max_depth, min_frames=min_frames, workers=workers)
+        super().__init__(root)
         self.min_frames, self.workers = min_frames, workers
         self.depth_range = (0.0 if min_depth is None else min_depth, np.inf if max_depth is None else max_depth)
         self._poses: dict[str, tuple[np.ndarray, list[int]]] = {}

@@ -83,7 +83,7 @@ class RealEstate10kAdapter(ScannedAdapter):
         min_frames: int = 1,
         workers: int | None = None,
     ) -> None:
-        super().__init__(root, split=split, sequences=sequences, min_frames=min_frames, workers=workers)
+        super().__init__(root)
         self.metadata = self.root / "metadata" / split
         if not self.metadata.is_dir():
             raise DatasetError(f"{self.metadata}: missing folder (RealEstate10K camera files of the {split!r} split)")

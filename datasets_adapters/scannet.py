@@ -68,10 +68,7 @@ class ScanNetAdapter(ScannedAdapter):
             raise DatasetError(f"scannet option invalid_poses={invalid_poses!r}: choose 'drop' (leave such frames out) or 'keep' (NaN extrinsics)")
         if spread_scenes is not None and spread_scenes < 1:
             raise DatasetError(f"scannet option spread_scenes={spread_scenes}: must be >= 1")
-        super().__init__(
-            root, intrinsics=intrinsics, first_scene=first_scene, last_scene=last_scene, spread_scenes=spread_scenes,
-            min_frames=min_frames, invalid_poses=invalid_poses, workers=workers,
-        )  # fmt: skip
+        super().__init__(root)
         self.intrinsics_source, self.min_frames, self.workers = intrinsics, min_frames, workers
         self.keep_invalid = invalid_poses == "keep"
         self.first_scene, self.last_scene, self.spread_scenes = first_scene, last_scene, spread_scenes

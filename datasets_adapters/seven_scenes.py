@@ -56,7 +56,7 @@ class SevenScenesAdapter(ScannedAdapter):
             raise DatasetError(f"7scenes option split={split!r}: choose one of {', '.join(SPLITS)}")
         if depth not in DEPTH_FILES:
             raise DatasetError(f"7scenes option depth={depth!r}: choose 'proj' (re-projected, f=525) or 'raw' (f=585)")
-        super().__init__(root, split=split, depth=depth, min_depth=min_depth, max_depth=max_depth, min_frames=min_frames, workers=workers)
+        super().__init__(root)
         self.split, self.min_frames, self.workers = split, min_frames, workers
         self.depth_range = (0.0 if min_depth is None else min_depth, np.inf if max_depth is None else max_depth)
         self.depth_suffix, focal = DEPTH_FILES[depth]

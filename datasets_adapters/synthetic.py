@@ -156,7 +156,7 @@ class SyntheticScenes(DatasetAdapter):
                 raise DatasetError(f"synthetic: {label} must be an integer >= {low}, got {value!r}")
         if not 1.0 <= fov_deg <= 150.0:
             raise DatasetError(f"synthetic: fov_deg must be in [1, 150] degrees, got {fov_deg!r}")
-        super().__init__(None, length=length, height=height, width=width, fov_deg=fov_deg, boxes=boxes, render=render, seed=seed)
+        super().__init__(None)
         self.length, self.height, self.width = length, height, width
         self.num_boxes, self.render, self.seed = boxes, bool(render), seed
         focal = (width / 2) / np.tan(np.deg2rad(fov_deg) / 2)

@@ -191,7 +191,7 @@ class TumRgbdAdapter(ScannedAdapter):
     ) -> None:
         if not max_time_difference > 0:
             raise DatasetError(f"tum option max_time_difference={max_time_difference}: must be > 0 seconds")
-        super().__init__(root, max_time_difference=max_time_difference, min_frames=min_frames, workers=workers)
+        super().__init__(root)
         self.max_time_difference, self.min_frames, self.workers = max_time_difference, min_frames, workers
         self._frames: dict[str, dict[str, _Frame]] = {}
 

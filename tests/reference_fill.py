@@ -1,4 +1,4 @@
-"""The deterministic weights behind the reference fixtures (shared/reference/FILL.md), and where they live.
+"""The deterministic weights behind the reference fixtures (tests/data/reference/FILL.md), and where they live.
 
 The fixtures were made by the official code with every state_dict entry set by a function of its
 key and shape only; giving our model the same values must reproduce the official outputs.
@@ -15,16 +15,7 @@ import torch
 from torch import nn
 
 
-def _find_reference_dir() -> Path:
-    """`../shared/reference` beside the repository root, else beside one of its ancestors (a worktree)."""
-    root = Path(__file__).resolve().parents[1]
-    for base in root.parents:
-        if (base / "shared" / "reference").is_dir():
-            return base / "shared" / "reference"
-    return root.parent / "shared" / "reference"
-
-
-REFERENCE_DIR = _find_reference_dir()
+REFERENCE_DIR = Path(__file__).parent / "data" / "reference"  # the official models' key lists and fixtures, part of the tests
 
 
 def fill_value(key: str, shape: tuple[int, ...]) -> torch.Tensor:

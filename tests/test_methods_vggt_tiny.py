@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from bench.methods import Layout, resolve_plan
-from bench.models.base import MODELS, create_model
+from bench.models.base import create_model
 
-pytestmark = pytest.mark.skipif("vggt-tiny" not in MODELS, reason="the vggt-tiny model is not registered on this branch yet")
 
 OUTPUTS = ("pose_enc", "depth", "depth_conf", "world_points", "world_points_conf")
 

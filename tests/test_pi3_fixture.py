@@ -23,7 +23,6 @@ def _meta_model() -> Pi3:
         return Pi3()
 
 
-@pytest.mark.skipif(not KEYS.is_file(), reason=f"{KEYS} not present")
 def test_state_dict_has_exactly_the_released_keys_and_shapes() -> None:
     ours = {key: tuple(t.shape) for key, t in _meta_model().state_dict().items()}
     released = dict(reference_keys("pi3"))
@@ -38,7 +37,6 @@ def test_parameter_count_is_the_released_one() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FIXTURE.is_file(), reason=f"{FIXTURE} not present")
 def test_outputs_match_the_official_model_on_the_fixture() -> None:
     fixture = np.load(FIXTURE)
     model = _meta_model()

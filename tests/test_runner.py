@@ -132,9 +132,8 @@ def test_only_selects_cells_by_glob(tmp_path, fake_metrics):
     ]  # fmt: skip
 
 
-def test_cuda_without_cuda_is_refused_before_anything_runs(tmp_path, fake_metrics):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+def test_cuda_without_cuda_is_refused_before_anything_runs(tmp_path, fake_metrics, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU build, also on a GPU machine
     expansion = expand(load_suite(write_suite(tmp_path, tiny_suite())), "cuda")
     with pytest.raises(RunError, match="use --device cpu"):
         run(expansion, ResultStore(tmp_path / "out"), progress=False)

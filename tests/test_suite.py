@@ -20,6 +20,10 @@ class FolderScenes(DatasetAdapter):
 
     name = "t_folder"
 
+    def __init__(self, root=None, *, fast: bool = False) -> None:
+        super().__init__(root)
+        self.fast = fast
+
     def scenes(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())
 

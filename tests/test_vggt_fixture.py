@@ -1,5 +1,5 @@
 """VGGT-1B against the official model: keys and shapes of the released checkpoint, and outputs of
-the official code on fixed images with deterministically filled weights (shared/reference)."""
+the official code on fixed images with deterministically filled weights (tests/data/reference)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from bench.models.vggt import VGGT
 from tests.reference_fill import REFERENCE_DIR, fill_model, reference_keys, relative_error
 
 FIXTURE = REFERENCE_DIR / "vggt_fixture.npz"
-needs_reference = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"reference fixtures not found at {REFERENCE_DIR}")
 TOLERANCE = 1e-4
 
 
-@needs_reference
 def test_state_dict_keys_and_shapes_are_the_released_ones_without_track_head():
     with torch.device("meta"):
         model = VGGT()
@@ -41,14 +39,12 @@ def official_run():
 
 
 @pytest.mark.slow
-@needs_reference
 def test_pose_encoding_matches_official(official_run):
     reference, outputs, _ = official_run
     assert relative_error(outputs["pose_enc"], reference["pose_enc"]) < TOLERANCE
 
 
 @pytest.mark.slow
-@needs_reference
 @pytest.mark.parametrize("name", ["depth", "depth_conf", "world_points", "world_points_conf"])
 def test_dense_outputs_match_official(official_run, name):
     reference, outputs, _ = official_run
@@ -56,7 +52,6 @@ def test_dense_outputs_match_official(official_run, name):
 
 
 @pytest.mark.slow
-@needs_reference
 @pytest.mark.parametrize("layer", [4, 23])
 def test_aggregator_tokens_match_official(official_run, layer):
     reference, _, captured = official_run
@@ -65,7 +60,6 @@ def test_aggregator_tokens_match_official(official_run, layer):
     assert relative_error(ours, reference[f"aggregator_layer{layer}_frame1_tokens64"]) < TOLERANCE
 
 
-@needs_reference
 def test_pose_encoding_conversion_matches_official():
     reference = np.load(FIXTURE)
     extrinsics, intrinsics = pose_encoding_to_extri_intri(torch.from_numpy(reference["conv_pose_enc"]), (294, 518))
