@@ -184,6 +184,8 @@ def compare_command(baseline: Path, new: Path, tolerances: Path | None) -> None:
         click.echo(f"note: {len(result.added)} cells are new (not in the baseline): {', '.join(result.added)}", err=True)
     if result.unchecked:
         click.echo(f"warning: no tolerance for {', '.join(result.unchecked)}; add them to the tolerances file", err=True)
+    if result.cpu_timings:
+        click.echo(f"note: speedups of {result.cpu_timings} cells measured on a CPU are not compared (CPU timings are not a regression signal)", err=True)
     click.echo(f"{result.matched} cells matched, {result.regressions} regressions", err=True)
     sys.exit(result.exit_code)
 

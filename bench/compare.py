@@ -2,7 +2,8 @@
 
 A cell regresses when it was measured in the baseline and is not now (status), when an accuracy
 metric moves the wrong way by more than its tolerance or stops being computable, or when its
-speedup over dense drops by more than the speedup tolerance. Accuracy of random-weight rows is not
+speedup over dense drops by more than the speedup tolerance (on a GPU: a CPU's timings move with
+whatever else the machine runs, so CPU speedups are not compared). Accuracy of random-weight rows is not
 checked. Cells of the baseline missing from the new results are listed as a warning, not a failure
 (a partial run or a narrowed suite is not a regression of what was measured).
 """
@@ -117,6 +118,7 @@ class Comparison:
     missing: list[str] = field(default_factory=list)  # cells of the baseline absent from the new results
     added: list[str] = field(default_factory=list)  # cells only in the new results
     unchecked: list[str] = field(default_factory=list)  # metric columns that changed with no tolerance
+    cpu_timings: int = 0  # matched cells measured on a CPU, whose speedups are not compared
 
     @property
     def regressions(self) -> int:
@@ -151,6 +153,7 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: Tolerances) -
         diffs.append({"cell": cell, "quantity": quantity, "baseline": base, "new": now, "change": change, "allowed": allowed, "verdict": verdict})
 
     matched = [i for i in base_rows if i in new_rows]
+    cpu_timings = 0
     for ident in matched:
         b, n = base_rows[ident], new_rows[ident]
         cell = n["cell"]
@@ -159,7 +162,9 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: Tolerances) -
             add(cell, "status", b["status"], n["status"], None, verdict)
         if b["status"] != "ok" or n["status"] != "ok":
             continue
-        if not n.get("method_dense") and _finite(b["speedup"]) and _finite(n["speedup"]) and b["speedup"] != n["speedup"]:
+        if "cpu" in (b.get("device"), n.get("device")):
+            cpu_timings += 1  # a CPU's timings move with whatever else it runs: not a regression signal
+        elif not n.get("method_dense") and _finite(b["speedup"]) and _finite(n["speedup"]) and b["speedup"] != n["speedup"]:
             allowed, verdict = _judge(tolerances.speedup, b["speedup"], n["speedup"])
             add(cell, "speedup", b["speedup"], n["speedup"], allowed, verdict)
         if b.get("weights_random") or n.get("weights_random"):
@@ -183,4 +188,5 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: Tolerances) -
         missing=[base_rows[i]["cell"] for i in base_rows if i not in new_rows],
         added=[new_rows[i]["cell"] for i in new_rows if i not in base_rows],
         unchecked=sorted(unchecked),
+        cpu_timings=cpu_timings,
     )

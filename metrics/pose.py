@@ -139,19 +139,27 @@ def relative_pose_errors(
     return _matrix_errors(pred_extrinsics, gt_extrinsics, pair_order)
 
 
-def error_histogram(rotation_error: np.ndarray, translation_error: np.ndarray, max_threshold: int) -> np.ndarray:
-    """The share of pairs whose max(rotation, translation error) falls in each 1° bin [0, 1), [1, 2),
-    …, [T−1, T] (numpy.histogram: the last bin is closed); NaN and errors above T fall in no bin
-    but count in the pair total."""
+def _bin_counts(rotation_error: np.ndarray, translation_error: np.ndarray, max_threshold: int) -> tuple[np.ndarray, int]:
+    """Pairs whose max(rotation, translation error) falls in each 1° bin [0, 1), [1, 2), …, [T−1, T]
+    (numpy.histogram: the last bin is closed; NaN and errors above T fall in no bin), and the number
+    of pairs."""
     worst = np.maximum(rotation_error, translation_error)
-    histogram, _ = np.histogram(worst[~np.isnan(worst)], bins=np.arange(max_threshold + 1))
-    return histogram / len(worst)
+    counts, _ = np.histogram(worst[~np.isnan(worst)], bins=np.arange(max_threshold + 1))
+    return counts, len(worst)
+
+
+def error_histogram(rotation_error: np.ndarray, translation_error: np.ndarray, max_threshold: int) -> np.ndarray:
+    """The share of all pairs in each 1° bin (see `_bin_counts`)."""
+    counts, pairs = _bin_counts(rotation_error, translation_error, max_threshold)
+    return counts / pairs
 
 
 def pose_auc(rotation_error: np.ndarray, translation_error: np.ndarray, max_threshold: int) -> float:
-    """AUC@T as a fraction, as in the VGGT/π³ evaluation code: the accumulated `error_histogram` is
-    the fraction of pairs within each threshold 1°, …, T°; AUC@T is the mean of those T fractions."""
-    return float(np.mean(np.cumsum(error_histogram(rotation_error, translation_error, max_threshold))))
+    """AUC@T as a fraction, as in the VGGT/π³ evaluation code: the accumulated bin counts over the
+    number of pairs are the fraction of pairs within each threshold 1°, …, T°; AUC@T is the mean of
+    those T fractions."""
+    counts, pairs = _bin_counts(rotation_error, translation_error, max_threshold)
+    return float(np.mean(np.cumsum(counts) / pairs))
 
 
 def accuracy_below(error: np.ndarray, threshold: float) -> float:

@@ -123,3 +123,13 @@ def test_a_plug_in_metric_says_which_way_is_better(tmp_path):
     said = tmp_path / "said.yaml"
     said.write_text("metrics: {mystery: {score: {better: higher, abs: 0.1}}}")
     assert compare(frame(*base), frame(*new), load_tolerances(said)).diffs["verdict"].tolist() == [REGRESSION]
+
+
+def test_speedups_measured_on_a_cpu_are_not_compared():
+    base = [dict(r, device="cpu") for r in BASELINE]
+    slower = [dict(r) for r in base]
+    slower[1] = dict(slower[1], time_median_s=2.0)  # 4× → 1×: noise on a busy CPU, a regression on a GPU
+    result = compare(frame(*base), frame(*slower), load_tolerances())
+    assert result.exit_code == 0 and result.cpu_timings == 2 and len(result.diffs) == 0
+    on_gpu = compare(frame(*[dict(r, device="cuda") for r in base]), frame(*[dict(r, device="cuda") for r in slower]), load_tolerances())
+    assert on_gpu.exit_code == 1 and on_gpu.cpu_timings == 0
