@@ -9,7 +9,8 @@ measured at several frame counts, the report opens with the sweep: median time, 
 memory by frame count, one row per method. A cell's speedup is the median
 time of the dense method on the same inputs (same model, weights, dataset, scene, frames, device:
 the row's `inputs_id`) in the same results over the method's median time. A table row aggregates
-the scenes of its group: metrics and times are means over measured scenes, peak memory the
+the scenes of its group: times are means over measured scenes, metric keys aggregate as their
+metric declares (means; counts such as invalid pairs or valid pixels are summed), peak memory the
 maximum, the speedup the geometric mean of the per-scene speedups. Rows from random weights keep
 their accuracy columns and say they are timing only.
 """
@@ -73,6 +74,12 @@ def add_speedup(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _aggregation(column: str) -> str:
+    """How a metric column combines the scenes of a table row, as the metric declares it (mean by default)."""
+    key = column_key(column)
+    return key.aggregate if key is not None else "mean"
+
+
 def _geometric_mean(values: pd.Series) -> float:
     values = values.dropna()
     return float(np.exp(np.log(values).mean())) if len(values) else float("nan")
@@ -99,7 +106,7 @@ def summary_rows(df: pd.DataFrame) -> pd.DataFrame:
         record: dict[str, Any] = dict(zip([*GROUP_KEYS, "method"], keys))
         record["weights"] = group["weights"].iloc[0]
         record["scenes"] = f"{len(ok)}/{len(group)}"
-        record.update({c: ok[c].mean() for c in columns})
+        record.update({c: ok[c].agg(_aggregation(c)) for c in columns})
         record["time_s"] = ok["time_median_s"].mean()
         record["peak_gib"] = ok["peak_mem_gib"].max() if "peak_mem_gib" in ok else np.nan
         record["speedup"] = _geometric_mean(ok["speedup"])

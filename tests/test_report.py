@@ -145,3 +145,9 @@ def test_sweep_tables_put_methods_against_frame_counts(tmp_path):
     report = render(df)
     assert report.index("speedup vs dense by frame count") < report.index("## m (w.pt) · d · 8 frames")  # the sweep comes first
     assert "nan" not in report and "| dense    |" in report
+
+
+def test_metric_keys_aggregate_over_scenes_as_their_metric_declares(tmp_path):
+    rows = [dict(row("dense", s, auc=a), metrics=["pose"], **{"pose.pose_invalid_pairs": n}) for s, a, n in (("s1", 80.0, 2.0), ("s2", 90.0, 3.0))]
+    summary = summary_rows(load_results(results(tmp_path, rows))).iloc[0]
+    assert summary["pose.auc30"] == pytest.approx(85.0) and summary["pose.pose_invalid_pairs"] == 5.0  # a mean, a sum
