@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from datasets_adapters.base import DATASETS, DatasetError, ScannedAdapter, SceneInventory
 from datasets_adapters.cameras import check_rigid, is_finite_pose
-from datasets_adapters.io import image_size, read_rgb, read_uint8_png, require_dir, stack_frames, wxh
+from datasets_adapters.io import image_size, read_rgb, read_text, read_uint8_png, require_dir, stack_frames, wxh
 from datasets_adapters.sequence import Sequence
 
 MM_PER_METRE = 1000.0
@@ -72,12 +72,7 @@ class DtuCamera:
 
 def read_cam(path: Path) -> DtuCamera:
     """An MVSNet cam.txt, parsed by word index; a malformed file is one `DatasetError` naming it."""
-    try:
-        words = path.read_text().split()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: missing file (MVSNet camera)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read text ({err})") from None
+    words = read_text(path, "MVSNet camera").split()
     expected = "'extrinsic', 16 numbers, 'intrinsic', 9 numbers, then DEPTH_MIN DEPTH_INTERVAL [DEPTH_NUM [DEPTH_MAX]]"
     if len(words) not in CAM_WORDS:
         raise DatasetError(f"{path}: malformed MVSNet camera, {len(words)} words; expected 29, 30 or 31: {expected}")

@@ -46,7 +46,7 @@ import numpy as np
 
 from datasets_adapters.base import DATASETS, DatasetError, ScannedAdapter, SceneInventory
 from datasets_adapters.cameras import rotation_from_quaternion
-from datasets_adapters.io import image_size, read_rgb, stack_frames, wxh
+from datasets_adapters.io import image_size, read_rgb, read_text, stack_frames, wxh
 from datasets_adapters.sequence import Sequence
 
 CALIBRATION = "dslr_calibration_jpg"
@@ -112,12 +112,7 @@ class Registration:
 
 
 def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: missing file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read text ({err})") from None
+    return read_text(path).splitlines()
 
 
 def _is_comment_or_blank(line: str) -> bool:

@@ -99,14 +99,19 @@ def read_mask_png(path: Path) -> np.ndarray:
     return np.asarray(_open_image(path).convert("L")) > 0
 
 
-def read_matrix(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """A whitespace-separated text matrix as float64; -inf / nan entries are kept as such."""
+def read_text(path: Path, what: str | None = None) -> str:
+    """A text file whole; missing or unreadable is one `DatasetError` naming it (and `what` it is)."""
     try:
-        text = path.read_text()
+        return path.read_text()
     except FileNotFoundError:
-        raise DatasetError(f"{path}: missing file") from None
+        raise DatasetError(f"{path}: missing file" + (f" ({what})" if what else "")) from None
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path}: cannot read text ({err})") from None
+
+
+def read_matrix(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A whitespace-separated text matrix as float64; -inf / nan entries are kept as such."""
+    text = read_text(path)
     try:
         values = np.array(text.split(), dtype=np.float64)
     except ValueError:

@@ -33,7 +33,7 @@ import numpy as np
 
 from datasets_adapters.base import DATASETS, DatasetError, ScannedAdapter, SceneInventory
 from datasets_adapters.cameras import is_finite_pose, w2c_from_c2w
-from datasets_adapters.io import image_size, read_rgb, read_uint16_png, stack_frames, wxh
+from datasets_adapters.io import image_size, read_rgb, read_text, read_uint16_png, stack_frames, wxh
 from datasets_adapters.sequence import Sequence
 
 IMAGE_HW = (480, 640)
@@ -51,12 +51,7 @@ def _indices(folder: Path, prefix: str) -> set[int]:
 def read_poses(path: Path) -> tuple[np.ndarray, list[int]]:
     """poses.txt as (N, 4, 4) camera-to-world matrices (OpenGL axes, non-finite entries kept) and
     the line number where each matrix starts."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: missing file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read text ({err})") from None
+    text = read_text(path, "NRGBD ground-truth poses")
     rows, numbers = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         words = line.split()
@@ -76,12 +71,7 @@ def read_poses(path: Path) -> tuple[np.ndarray, list[int]]:
 
 def read_focal(path: Path) -> float:
     """focal.txt: one positive number, the focal length in pixels (fx = fy)."""
-    try:
-        words = path.read_text().split()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: missing file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read text ({err})") from None
+    words = read_text(path, "NRGBD focal length").split()
     try:
         focal = float(words[0]) if len(words) == 1 else None
     except ValueError:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets_adapters.base import DATASETS, DatasetError, ScannedAdapter, SceneInventory
-from datasets_adapters.io import image_size, read_rgb, stack_frames
+from datasets_adapters.io import image_size, read_rgb, read_text, stack_frames
 from datasets_adapters.sequence import Sequence
 
 SPLITS_DIR = Path(__file__).with_name("splits")
@@ -36,12 +36,7 @@ FIELDS_PER_LINE = 19
 def read_cameras(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(timestamps (N,), normalised intrinsics (N, 4) fx fy cx cy, world-to-camera (N, 3, 4)) of a
     RealEstate10K camera file; a malformed line is one `DatasetError` naming the file and line."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: missing file (RealEstate10K camera file)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read text ({err})") from None
+    lines = read_text(path, "RealEstate10K camera file").splitlines()
     rows = []
     for number, line in enumerate(lines[1:], start=2):  # line 1 is the video URL
         if not line.strip():

@@ -32,7 +32,7 @@ import numpy as np
 
 from datasets_adapters.base import DATASETS, DatasetError, ScannedAdapter, SceneInventory
 from datasets_adapters.cameras import rotation_from_quaternion, w2c_from_c2w
-from datasets_adapters.io import image_size, read_rgb, read_uint16_png, stack_frames, wxh
+from datasets_adapters.io import image_size, read_rgb, read_text, read_uint16_png, stack_frames, wxh
 from datasets_adapters.sequence import Sequence
 
 IMAGE_HW = (480, 640)
@@ -67,12 +67,7 @@ class Trajectory:
 
 def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, words) of every line that is neither blank nor a `#` comment."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: missing file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read text ({err})") from None
+    text = read_text(path)
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
