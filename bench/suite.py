@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, NoReturn
@@ -316,21 +316,20 @@ def _parse_dataset(f: _Field, suite_metrics: tuple[str, ...]) -> DatasetSpec:
     }
     if "variant" in keys and "protocol" not in keys:
         keys["variant"].fail("a variant belongs to a protocol", "add `protocol:` or remove `variant:`")
-    use, options, metric_options = None, written, None
-    if "protocol" in keys:
-        use = _protocol_setting(keys, name)
+    use = _protocol_setting(keys, name) if "protocol" in keys else None
+    if use is not None:
         given = {field_name: _published(use.setting, field_name) if value is None else value for field_name, value in given.items()}
     elif given["frames"] is None:
         f.child("frames").fail("missing", "a value for 'frames' (or a `protocol:` that sets it)")
-    _check_kwargs(DATASETS.get(name), {**(use.setting.options if use else {}), **written}, f.child("options"), leading=OPTIONS_AFTER["datasets"])
+    options = {**use.setting.options, **written} if use is not None else written
+    _check_kwargs(DATASETS.get(name), options, f.child("options"), leading=OPTIONS_AFTER["datasets"])
     metric_names = given["metrics"]
     entry_metric_options = _parse_metric_options(keys["metric_options"], metric_names if metric_names is not None else suite_metrics) if "metric_options" in keys else None
-    if use is not None:
-        options = {**use.setting.options, **written}
-        metric_options = {m: {**use.setting.metrics.get(m, {}), **(entry_metric_options or {}).get(m, {})} for m in metric_names}
-        use = ProtocolUse(use.protocol, use.setting, _overrides(use.setting, written, keys, given, entry_metric_options or {}))
-    else:
+    if use is None:
         metric_options = entry_metric_options
+    else:
+        metric_options = {m: {**use.setting.metrics.get(m, {}), **(entry_metric_options or {}).get(m, {})} for m in metric_names}
+        use = replace(use, overrides=_overrides(use.setting, written, keys, given, entry_metric_options or {}))
     sampling = given["sampling"] or Sampling()
     if sampling.kind == "stream" and None in given["frames"]:
         (keys.get("frames") or f).fail("stream sampling draws a fixed number of frames per scene", "frame counts, not all")
