@@ -132,22 +132,17 @@ def run_command(
 @click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(list(report_mod.FORMATS)), default="md", show_default=True, help="Table format.")
 @click.option("--plot", is_flag=True, help="Also write PNGs to RESULTS_DIR/plots: time and speedup vs frames (log-log), accuracy vs time.")
-@click.option(
-    "--leaderboard-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of result sets the leaderboard covers [default: the parent of RESULTS_DIR].",
-)
-def report_command(results_dir: Path, fmt: str, plot: bool, leaderboard_root: Path | None) -> None:
-    """Tables of a results folder: per (model, dataset, frames), one row per method with accuracy,
-    median time, peak memory and speedup over the dense method of the same model in these results.
+def report_command(results_dir: Path, fmt: str, plot: bool) -> None:
+    """Tables of a results folder: protocol tables in the papers' columns first, then per (model,
+    dataset, frames) one row per method with accuracy, median time, peak memory and speedup over
+    the dense method of the same model in these results.
 
-    Also writes RESULTS_DIR/report.<md|tex|csv>, the rows as a Hugging Face dataset in
-    RESULTS_DIR/rows.parquet, and leaderboard.md across every result set beside RESULTS_DIR.
+    Writes only inside RESULTS_DIR: report.<md|tex|csv> and the rows as a Hugging Face dataset in
+    rows.parquet (and plots/ with --plot).
     """
     try:
         text, path = report_mod.write_report(results_dir, fmt)
         written = [path, report_mod.export_parquet(results_dir)]
-        written.append(report_mod.write_leaderboard(leaderboard_root or results_dir.resolve().parent))
         if plot:
             written += report_mod.write_plots(results_dir)
     except ResultsError as err:
@@ -155,6 +150,18 @@ def report_command(results_dir: Path, fmt: str, plot: bool, leaderboard_root: Pa
     click.echo(text)
     for p in written:
         click.echo(f"wrote {p}", err=True)
+
+
+@click.command("leaderboard")
+@click.argument("results_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write it [default: RESULTS_ROOT/leaderboard.md].")
+def leaderboard_command(results_root: Path, out: Path | None) -> None:
+    """One table per (dataset, frames) across every results folder below RESULTS_ROOT."""
+    try:
+        path = report_mod.write_leaderboard(results_root, out)
+    except ResultsError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {path}", err=True)
 
 
 @click.command("compare")
@@ -229,7 +236,7 @@ def validate_command(suite_path: Path) -> None:
     )
 
 
-for command in (run_command, report_command, compare_command, list_command, validate_command, predict, check_data):
+for command in (run_command, report_command, leaderboard_command, compare_command, list_command, validate_command, predict, check_data):
     main.add_command(command)
 
 if __name__ == "__main__":

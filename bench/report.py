@@ -268,8 +268,8 @@ def export_parquet(results_dir: str | Path, path: str | Path | None = None) -> P
 # -- leaderboard -------------------------------------------------------------------------------------
 
 
-def write_leaderboard(results_root: str | Path) -> Path:
-    """`leaderboard.md` in `results_root`: every result set below it, one table per (dataset, frames)."""
+def write_leaderboard(results_root: str | Path, out: str | Path | None = None) -> Path:
+    """`leaderboard.md` (in `results_root`, or `out`): every result set below it, one table per (dataset, frames)."""
     root = Path(results_root)
     sets = sorted(p.parent for p in root.glob("*/cells.jsonl"))
     summaries = [summary_rows(load_results(s)).assign(results=s.name) for s in sets]
@@ -280,7 +280,7 @@ def write_leaderboard(results_root: str | Path) -> Path:
             table = group[["results", "model", "method", *[c for c in group.columns if c not in (*GROUP_KEYS, "results", "method")]]]
             table = table.sort_values("speedup", ascending=False, kind="stable").dropna(axis=1, how="all")
             lines += [f"## {dataset} · {frames} frames", "", tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–"), ""]
-    path = root / "leaderboard.md"
+    path = Path(out) if out else root / "leaderboard.md"
     path.write_text("\n".join(lines))
     return path
 
