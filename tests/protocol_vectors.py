@@ -63,6 +63,6 @@ def tally(protocol: str) -> Worst:
 
 
 def parity_table() -> str:
-    lines = [f"{'protocol':<24} {'values':>8} {'largest relative error':>24}"]
-    lines += [f"{name:<24} {w.count:>8} {w.largest:>24.3g}" for name, w in sorted(PARITY.items())]
+    lines = [f"{'protocol':<32} {'values':>8} {'largest relative error':>24}"]
+    lines += [f"{name:<32} {w.count:>8} {w.largest:>24.3g}" for name, w in sorted(PARITY.items())]
     return "\n".join(lines)

@@ -149,7 +149,7 @@ def depth_inputs(pred: np.ndarray, gt: np.ndarray) -> tuple[dict, dict]:
 
 def test_depth_alignments_and_scores():
     data = load("depth.npz")
-    worst = tally("pi3-videodepth, -monodepth")
+    worst = tally("pi3-video/monodepth (depth.npz)")  # one procedure serves both protocols
     for name in data["cases"]:
         c = case(data, name)
         opts = published_depth_options(options(c["options"]), c["pred"].dtype)
@@ -170,7 +170,7 @@ def test_depth_alignments_and_scores():
 
 
 def test_video_depth_weights_sequences_by_valid_pixels():
-    data, worst = load("aggregation.npz"), tally("pi3-videodepth, -monodepth")
+    data, worst = load("aggregation.npz"), tally("pi3-videodepth")
     keys = [str(k) for k in data["metric_keys"]]
     ours = {"rmse": "depth_rmse"}
     scenes = []
@@ -186,7 +186,7 @@ def test_video_depth_weights_sequences_by_valid_pixels():
 
 @pytest.mark.parametrize("invariant", ["mono_median_scale", "mono_scale"])
 def test_monodepth_weights_every_frame_by_valid_pixels(invariant):
-    data, worst = load("aggregation.npz"), tally("pi3-videodepth, -monodepth")
+    data, worst = load("aggregation.npz"), tally("pi3-monodepth")
     keys = [str(k) for k in data["metric_keys"]]
     ours = {"rmse": "depth_rmse"}
     official = options(data[f"{invariant}__options"])
