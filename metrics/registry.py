@@ -123,7 +123,8 @@ def register_metric(name: str, *, keys: tuple[Key, ...], version: int = 1, help:
     function unchanged, so it stays directly callable."""
 
     def add(fn: Callable[..., MetricRow]) -> Callable[..., MetricRow]:
-        METRICS.register(name, Metric(name, fn, tuple(keys), version, help or (fn.__doc__ or "").strip().split("\n")[0]), help=help)
+        metric = Metric(name, fn, tuple(keys), version, help or (fn.__doc__ or "").strip().split("\n")[0])
+        METRICS.register(name, metric, help=metric.help)
         return fn
 
     return add
