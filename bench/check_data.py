@@ -32,17 +32,17 @@ def _parse_frames(value: str) -> int | None:
 
 @click.command("check-data")
 @click.argument("dataset")
-@click.argument("root", type=click.Path(path_type=Path))
+@click.argument("root", required=False, type=click.Path(path_type=Path))
 @click.option(
     "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
     help="Adapter option as in a suite's `options:` (value read as YAML), e.g. -o categories=[apple,bench].",
 )  # fmt: skip
 @click.option("--frames", default="1", show_default=True, help="Frames per scene to decode fully (evenly spread), or 'all'.")
 @click.option("--scene", "scenes", multiple=True, help="Check only these scenes (repeatable).")
-def check_data(dataset: str, root: Path, options: tuple[str, ...], frames: str, scenes: tuple[str, ...]) -> None:
+def check_data(dataset: str, root: Path | None, options: tuple[str, ...], frames: str, scenes: tuple[str, ...]) -> None:
     """Walk DATASET at ROOT: scenes, frame counts, invalid poses, missing or unreadable files.
 
-    Exits non-zero with the problems listed when the layout is wrong.
+    ROOT is the folder that holds the dataset (none for `synthetic`, which is generated). Exits non-zero with the problems listed when the layout is wrong.
     """
     try:
         report = check_dataset(dataset, root, _parse_options(options), _parse_frames(frames), scenes or None, progress=True)
@@ -51,4 +51,4 @@ def check_data(dataset: str, root: Path, options: tuple[str, ...], frames: str, 
     click.echo(report.format())
     if not report.ok:
         first = report.issues()[0] if report.issues() else "no scenes found"
-        raise click.ClickException(f"{dataset} at {root} is not usable: {first}")
+        raise click.ClickException(f"{dataset}{f' at {root}' if root else ''} is not usable: {first}")

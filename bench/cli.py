@@ -21,23 +21,17 @@ from bench.registry import OPTIONS_AFTER, option_defaults
 from bench.store import ResultsError, ResultStore, read_rows
 from bench.methods import METHODS
 from bench.methods.presets import method_summary
-from bench.models import MODELS, published_traits
+from bench.models import MODELS, published_families, published_traits
 from bench.check_data import check_data
 from bench.predict import predict
 from bench.preprocess import PREPROCESS
 from bench.protocols import PROTOCOLS
-from bench.suite import SuiteError, check_device, expand, load_suite
+from bench.options import device_option
+from bench.suite import SuiteError, expand, load_suite
 from datasets_adapters import DATASETS
 from metrics import METRICS
 
 REGISTRIES = {"models": MODELS, "methods": METHODS, "datasets": DATASETS, "metrics": METRICS, "protocols": PROTOCOLS, "preprocess": PREPROCESS}
-
-
-def _device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    try:
-        return None if value is None else check_device(value)
-    except ValueError as err:
-        raise click.BadParameter(str(err)) from None
 
 
 def _load(suite_path: Path, device: str | None = None):
@@ -59,8 +53,8 @@ def main() -> None:
 @click.argument("suite_path", metavar="SUITE.yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Results folder [default: results/<suite name>].")
 @click.option("--only", multiple=True, metavar="GLOB", help="Run only cells whose id matches (e.g. 'oracle/dense/*/orbit/*'); repeatable.")
-@click.option("--device", callback=_device, metavar="cpu|cuda|cuda:N", help="Device to run on [default: the suite's `device`].")
-@click.option("--fresh", is_flag=True, help="Forget the rows already in the results folder and measure everything again.")
+@click.option("--device", callback=device_option, metavar="cpu|cuda|cuda:N", help="Device to run on [default: the suite's `device`].")
+@click.option("--fresh", is_flag=True, help="Measure the selected cells again even where they are done; the new rows supersede the old (no row is deleted).")
 @click.option(
     "--start-from", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RESULTS_DIR",
     help="First take into OUT the rows (and environments) of an earlier results folder that OUT lacks: continue a sweep measured elsewhere.",
@@ -82,7 +76,8 @@ def run_command(
 
     Each finished cell is appended to OUT/cells.jsonl at once (timing, metrics, configuration),
     and OUT/env.json records the environment. Running again skips cells already measured (status
-    ok or oom; error rows are retried), so an interrupted run resumes where it stopped.
+    ok or oom; error rows are retried), so an interrupted run resumes where it stopped. One run
+    writes a results folder at a time. Exits 1 when a cell ended in `error`.
     """
     if expect_from and time_limit is None:
         raise click.UsageError("--expect-from only matters with --time-limit: give both, or leave it out")
@@ -103,16 +98,12 @@ def run_command(
             click.echo(f"{'done' if cell.identity in done else 'todo'}  {cell.cell_id}")
         click.echo(f"{len(cells)} cells, {sum(c.identity in done for c in cells)} already in {store.cells}", err=True)
         return
-    if fresh:
-        store.reset()
-    if start_from:
-        try:
-            click.echo(f"took {store.start_from(start_from)} rows from {start_from}", err=True)
-        except ResultsError as err:
-            raise click.ClickException(str(err)) from None
     try:
-        expect = runner.expected_seconds(read_rows(expect_from)) if expect_from else None
-        summary = runner.run(expansion, store, only, time_limit=time_limit, expect=expect)
+        with store.locked():
+            if start_from:
+                click.echo(f"took {store.start_from(start_from)} rows from {start_from}", err=True)
+            expect = runner.expected_seconds(read_rows(expect_from)) if expect_from else None
+            summary = runner.run(expansion, store, only, time_limit=time_limit, expect=expect, remeasure=fresh)
     except (runner.RunError, ResultsError) as err:
         raise click.ClickException(str(err)) from None
     counts = ", ".join(f"{n} {status}" for status, n in summary.statuses.items()) or "nothing new"
@@ -126,6 +117,11 @@ def run_command(
         sys.exit(130)
     if summary.out_of_time:
         click.echo(f"Time limit reached: {summary.selected - summary.already_done - summary.recorded} cells left; run the same command again to continue.", err=True)
+    if summary.statuses["error"]:
+        raise click.ClickException(
+            f"{summary.statuses['error']} of {summary.recorded} cells ended in error (messages above and in {store.cells}); "
+            "fix the cause and run the same command again to retry them"
+        )
 
 
 @click.command("report")
@@ -168,12 +164,14 @@ def leaderboard_command(results_root: Path, out: Path | None) -> None:
 @click.argument("baseline", type=click.Path(exists=True, path_type=Path))
 @click.argument("new", type=click.Path(exists=True, path_type=Path))
 @click.option("--tolerances", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Tolerances YAML [default: bench/tolerances.yaml].")
-def compare_command(baseline: Path, new: Path, tolerances: Path | None) -> None:
+@click.option("--allow-missing", is_flag=True, help="Pass even when baseline cells are missing from NEW (NEW is a partial run or a narrowed suite).")
+def compare_command(baseline: Path, new: Path, tolerances: Path | None, allow_missing: bool) -> None:
     """Check NEW against BASELINE (results folders or cells.jsonl files) for regressions.
 
     Cells are matched by identity. Exits 1 when a cell that was measured now fails, an accuracy
-    metric moves the wrong way beyond its tolerance, or a speedup drops beyond its tolerance;
-    exits 0 otherwise. Baseline cells missing from NEW are listed as a warning.
+    metric moves the wrong way beyond its tolerance, or a speedup drops beyond its tolerance; also
+    when no cell was compared, or baseline cells are missing from NEW (unless --allow-missing).
+    Exits 0 otherwise.
     """
     try:
         result = compare_mod.compare(
@@ -186,7 +184,7 @@ def compare_command(baseline: Path, new: Path, tolerances: Path | None) -> None:
     else:
         click.echo(f"no differences in {result.matched} matched cells")
     if result.missing:
-        click.echo(f"warning: {len(result.missing)} baseline cells are missing from {new}: {', '.join(result.missing)}", err=True)
+        click.echo(f"{'warning' if allow_missing else 'error'}: {len(result.missing)} baseline cells are missing from {new}: {', '.join(result.missing)}", err=True)
     if result.added:
         click.echo(f"note: {len(result.added)} cells are new (not in the baseline): {', '.join(result.added)}", err=True)
     if result.unchecked:
@@ -194,7 +192,9 @@ def compare_command(baseline: Path, new: Path, tolerances: Path | None) -> None:
     if result.cpu_timings:
         click.echo(f"note: speedups of {result.cpu_timings} cells measured on a CPU are not compared (CPU timings are not a regression signal)", err=True)
     click.echo(f"{result.matched} cells matched, {result.regressions} regressions", err=True)
-    sys.exit(result.exit_code)
+    failures = result.failures(allow_missing)
+    if failures:
+        raise click.ClickException("; ".join(failures))
 
 
 def protocol_summary(protocol) -> str:
@@ -213,7 +213,11 @@ def list_command(kind: str) -> None:
     """List the registered models, methods, datasets, metrics or preprocess modes."""
     registry = REGISTRIES[kind]
     if kind == "methods":
-        rows = [(name, f"{registry.help(name)}\n  {method_summary(name, published_traits((registry.get(name).families or ('vggt',))[0]))}") for name in registry]
+        families = published_families()
+        rows = [
+            (name, "\n  ".join([registry.help(name)] + [method_summary(name, published_traits(f)) for f in families if f in (registry.get(name).families or families)]))
+            for name in registry
+        ]
     elif kind == "protocols":
         rows = [(name, protocol_summary(registry.get(name))) for name in registry]
     elif kind in OPTIONS_AFTER:  # suite `options:` (models, datasets) and `metric_options:`

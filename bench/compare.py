@@ -4,8 +4,8 @@ A cell regresses when it was measured in the baseline and is not now (status), w
 metric moves the wrong way by more than its tolerance or stops being computable, or when its
 speedup over dense drops by more than the speedup tolerance (on a GPU: a CPU's timings move with
 whatever else the machine runs, so CPU speedups are not compared). Accuracy of random-weight rows is not
-checked. Cells of the baseline missing from the new results are listed as a warning, not a failure
-(a partial run or a narrowed suite is not a regression of what was measured).
+checked. A comparison also fails when it compared nothing (no cell in common) or when cells of the
+baseline are missing from the new results, unless the caller accepts a partial run.
 """
 
 from __future__ import annotations
@@ -124,9 +124,17 @@ class Comparison:
     def regressions(self) -> int:
         return int((self.diffs["verdict"] == REGRESSION).sum()) if len(self.diffs) else 0
 
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.regressions else 0
+    def failures(self, allow_missing: bool = False) -> list[str]:
+        """Why this comparison fails a CI gate, one line each (none: it passes). A CI job that
+        measured nothing, or lost cells, must not pass."""
+        reasons = []
+        if self.regressions:
+            reasons.append(f"{self.regressions} regressions")
+        if not self.matched:
+            reasons.append("no cell of the new results is in the baseline: nothing was compared")
+        if self.missing and not allow_missing:
+            reasons.append(f"{len(self.missing)} baseline cells are missing from the new results (--allow-missing accepts a partial run)")
+        return reasons
 
 
 def _finite(value: Any) -> bool:

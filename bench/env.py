@@ -51,6 +51,18 @@ def _gpu(device: str) -> dict[str, Any]:
     }
 
 
+def unavailable(device: str) -> str | None:
+    """Why this torch cannot run on `device` (cpu, cuda, cuda:N), or None when it can."""
+    if not device.startswith("cuda"):
+        return None
+    if not torch.cuda.is_available():
+        return "CUDA was asked for but this torch has none (torch.cuda.is_available() is False); use --device cpu or install a CUDA build of torch"
+    index, count = torch.device(device).index, torch.cuda.device_count()
+    if index is not None and index >= count:
+        return f"{device}: this machine has {count} CUDA device{'s' if count != 1 else ''} (cuda:0 .. cuda:{count - 1})"
+    return None
+
+
 def fingerprint(device: str) -> dict[str, Any]:
     """Code version, library versions and hardware of this run (`device` picks the GPU described).
 

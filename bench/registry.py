@@ -6,8 +6,12 @@ always fails the same way: one error that lists what is known.
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
-from typing import Any, Callable, Generic, Iterator, TypeVar
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Generic, Iterator, Literal, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -74,12 +78,70 @@ class Registry(Generic[T]):
 OPTIONS_AFTER = {"models": 1, "datasets": 1, "metrics": 2}
 
 
-def accepted_options(fn: Callable[..., Any], leading: int) -> list[str] | None:
-    """The keyword options a registered callable takes after its first `leading` parameters (those
-    the harness passes itself: weights, root, pred and gt); None when it takes any (**kwargs) or its
-    signature cannot be read. One check for suite validation and for direct construction alike."""
+class OptionError(ValueError):
+    """An option a registered callable does not take, or a value of the wrong type for it."""
+
+    def __init__(self, key: str, what: str, allowed: str | None = None) -> None:
+        super().__init__(f"option {key}: {what}" + (f"; allowed: {allowed}" if allowed else ""))
+        self.key, self.what, self.allowed = key, what, allowed
+
+
+def check_options(fn: Callable[..., Any], options: dict[str, Any], leading: int) -> None:
+    """Raise OptionError for the first option `fn` does not take, or whose value does not fit the
+    parameter's annotation (as a suite or `-o key=value` would spell it: YAML values). One check
+    for suite validation, check-data and direct construction alike."""
     params = _option_parameters(fn, leading)
-    return None if params is None else [p.name for p in params]
+    if params is None:
+        return
+    by_name = {p.name: p for p in params}
+    for key, value in options.items():
+        if key not in by_name:
+            raise OptionError(key, "unknown option", ", ".join(by_name) or "(no options)")
+        hint = by_name[key].annotation
+        if not _fits(value, hint):
+            raise OptionError(key, f"expected {type_name(hint)}, got {value!r}")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits an annotation (unannotated or unrecognised types accept anything)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is inspect.Parameter.empty or hint is Any or isinstance(hint, str):
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is Path:
+        return isinstance(value, (str, Path))
+    if origin in (list, tuple, collections.abc.Sequence):  # YAML has lists only
+        return isinstance(value, (list, tuple)) and all(_fits(item, args[0] if args else Any) for item in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def type_name(hint: Any) -> str:
+    """An annotation as a suite writer reads it: "int", "a float or null", "one of 'a', 'b'"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(type_name(arg) for arg in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if hint is type(None):
+        return "null"
+    if origin in (list, tuple, collections.abc.Sequence):
+        return f"a list of {_PLURALS.get(args[0], type_name(args[0]))}" if args else "a list"
+    return _NAMES.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path", dict: "a mapping"}
+_PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 
 
 def option_defaults(fn: Callable[..., Any], leading: int) -> str:
@@ -92,8 +154,8 @@ def option_defaults(fn: Callable[..., Any], leading: int) -> str:
 
 def _option_parameters(fn: Callable[..., Any], leading: int) -> list[inspect.Parameter] | None:
     try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
+        params = list(inspect.signature(fn, eval_str=True).parameters.values())
+    except (TypeError, ValueError, NameError):
         return None
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None

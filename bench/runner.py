@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.env import fingerprint
+from bench.env import fingerprint, unavailable
 from bench.models import BenchModel, Prediction, create_model
 from bench.preprocess import preprocess
 from bench.store import SCHEMA_VERSION, ResultStore
@@ -139,8 +139,10 @@ def run(
     progress: bool = True,
     time_limit: float | None = None,
     expect: Callable[[Cell], float | None] | None = None,
+    remeasure: bool = False,
 ) -> RunSummary:
-    """Measure every selected cell not already in `store`, appending one row per cell.
+    """Measure every selected cell not already in `store` (with `remeasure`, every selected cell:
+    the new rows supersede the old, which stay in the file), appending one row per cell.
 
     With `time_limit` (seconds), no cell starts once that much time has passed, nor a cell that
     `expect` says would end after it (`expected_seconds`); the cells left are measured by the
@@ -149,11 +151,11 @@ def run(
     started = time.monotonic()
     cells = select(expansion.cells, only)
     device = cells[0].device if cells else "cpu"  # one device per expansion
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError("CUDA was asked for but this torch has none (torch.cuda.is_available() is False); use --device cpu or install a CUDA build of torch")
+    if (reason := unavailable(device)) is not None:
+        raise RunError(reason)
     store.open()
     env_id = store.record_env(fingerprint(device))
-    done = store.done()
+    done = set() if remeasure else store.done()
     todo = [cell for cell in cells if cell.identity not in done]
     summary = RunSummary(selected=len(cells), already_done=len(cells) - len(todo))
     models = _Latest(_build_model, "building the model", release=lambda: free_memory(device))

@@ -6,16 +6,24 @@ again. When a cell is measured again (a retried error), its newest row is the on
 `env.json` maps each env id to the fingerprint of the environment that wrote rows with it.
 `raw/<cell identity>.npz` holds a row's raw arrays (per-pair and per-frame metric values, the frame
 ids): written completely before the row that names it (field ``raw``), so a row never points at
-a missing or partial file.
+a missing or partial file. Nothing here deletes a row: measuring a cell again appends a newer one.
+
+One `run` writes a folder at a time: it holds an exclusive lock on `.lock` (flock), which the
+operating system releases when the holder exits, however it exits, so a lock left by a killed
+run is never stale.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import fcntl
 import json
 import math
 import os
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -24,6 +32,7 @@ from bench.env import env_id
 CELLS_FILE = "cells.jsonl"
 ENV_FILE = "env.json"
 RAW_DIR = "raw"
+LOCK_FILE = ".lock"
 SCHEMA_VERSION = 2  # of a row: 2 added `raw`, `metric_versions` and the protocol fields
 DONE_STATUSES = ("ok", "oom")  # rows that count as measured; `error` rows are retried by the next run
 
@@ -49,8 +58,9 @@ def cells_path(location: str | Path) -> Path:
     return path if path.suffix == ".jsonl" else path / CELLS_FILE
 
 
-def read_rows(location: str | Path) -> list[dict[str, Any]]:
-    """The newest row of every cell in a results folder (or a cells.jsonl file), in first-run order."""
+def read_rows(location: str | Path, allow_empty: bool = False) -> list[dict[str, Any]]:
+    """The newest row of every cell in a results folder (or a cells.jsonl file), in first-run order;
+    a folder without rows is a ResultsError unless `allow_empty`."""
     path = cells_path(location)
     if not path.is_file():
         raise ResultsError(f"{path}: no results here; run `avggt-bench run SUITE.yaml --out {path.parent}` first")
@@ -69,6 +79,8 @@ def read_rows(location: str | Path) -> list[dict[str, Any]]:
         if not isinstance(row, dict) or "id" not in row:
             raise ResultsError(f"{path}: line {number} is not a result row (no `id` field)")
         newest[row["id"]] = row
+    if not newest and not allow_empty:
+        raise ResultsError(f"{path}: holds no rows yet; a run records a row as each cell ends")
     return list(newest.values())
 
 
@@ -92,10 +104,29 @@ class ResultStore:
         self.cells = self.directory / CELLS_FILE
         self.env = self.directory / ENV_FILE
 
-    def reset(self) -> None:
-        """Start over: forget every row and environment recorded here."""
-        for path in (self.cells, self.env):
-            path.unlink(missing_ok=True)
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's write lock for the block; a second writer gets a ResultsError naming
+        the holder (pid, host, since when)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / LOCK_FILE
+        with path.open("a+") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise ResultsError(f"{self.directory} is being written by {holder}; wait for that run to end, or give this one another --out") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {socket.gethostname()} since {dt.datetime.now().astimezone().isoformat(timespec='seconds')}\n")
+            f.flush()
+            try:
+                yield
+            finally:
+                f.seek(0)
+                f.truncate()
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def open(self) -> None:
         """Create the folder, and drop a final row that a kill cut short."""
@@ -108,7 +139,7 @@ class ResultStore:
                 f.truncate(data.rfind(b"\n") + 1)
 
     def rows(self) -> list[dict[str, Any]]:
-        return read_rows(self.cells) if self.cells.exists() else []
+        return read_rows(self.cells, allow_empty=True) if self.cells.exists() else []
 
     def done(self) -> set[str]:
         """Identities of cells measured already (status ok or oom)."""
@@ -149,9 +180,8 @@ class ResultStore:
         self.open()
         have = {row["id"] for row in self.rows()}
         taken = [row for row in source.rows() if row["id"] not in have]
-        if source.env.exists():
-            for ident, env in json.loads(source.env.read_text()).items():
-                self._add_env(ident, env)
+        for ident, env in source.environments().items():
+            self._add_env(ident, env)
         for row in taken:
             if row.get("raw"):
                 self.write_raw(row["id"], read_raw(source.directory, row))
@@ -171,8 +201,20 @@ class ResultStore:
         self._add_env(ident, env)
         return ident
 
+    def environments(self) -> dict[str, Any]:
+        """env.json: env id → the environment that wrote rows with it ({} before the first run)."""
+        if not self.env.exists():
+            return {}
+        try:
+            known = json.loads(self.env.read_text())
+        except json.JSONDecodeError as err:
+            raise ResultsError(f"{self.env}: not valid JSON ({err.msg} at line {err.lineno}); the file was edited or damaged") from None
+        if not isinstance(known, dict):
+            raise ResultsError(f"{self.env}: expected a mapping of env ids to environments, got {type(known).__name__}")
+        return known
+
     def _add_env(self, ident: str, env: dict[str, Any]) -> None:
-        known = json.loads(self.env.read_text()) if self.env.exists() else {}
+        known = self.environments()
         if ident not in known:
             known[ident] = env
             self.write_text(ENV_FILE, json.dumps(known, indent=2) + "\n")

@@ -23,18 +23,18 @@ import yaml
 
 import metrics as metrics_pkg
 from bench.methods import METHODS, MethodNotApplicable, resolve_plan
-from bench.models import MODELS, ModelTraits, model_traits
+from bench.models import MODELS, ModelTraits, meta_model
+from bench.models.weights import WeightsError, check_weights
 from bench.preprocess import PREPROCESS
 from bench.protocols import PROTOCOLS, Protocol, Setting
-from bench.registry import OPTIONS_AFTER, accepted_options
+from bench.registry import OPTIONS_AFTER, OptionError, check_options
 from datasets_adapters import DATASETS, DatasetAdapter, Sampling
 from datasets_adapters.sampling import SAMPLING_KINDS, STREAM_ORDERS
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin")
-NO_WEIGHTS = ("random", "none")
+WEIGHTS_ALLOWED = "an existing .pt/.pth/.safetensors file, a Hugging Face id already in the local cache, or random (timing only)"
 
 
 class SuiteError(ValueError):
@@ -279,12 +279,6 @@ def _parse_model(f: _Field) -> ModelSpec:
     name = keys["name"].name_in(MODELS)
     weights = keys["weights"].text() if "weights" in keys else "random"
     weights_path = keys["weights"].path_with_env() if "weights" in keys else weights
-    looks_like_file = weights_path.endswith(WEIGHT_FILE_SUFFIXES) or weights_path.startswith(("/", ".", "~"))
-    if weights_path not in NO_WEIGHTS and looks_like_file and not Path(weights_path).is_file():
-        keys["weights"].fail(
-            f"no weights file at {weights_path}",
-            "an existing .pt/.pth/.safetensors file, a Hugging Face id already in the local cache, random (timing only), or none",
-        )
     options = keys["options"].options() if "options" in keys else {}
     _check_kwargs(MODELS.get(name), options, f.child("options"), leading=OPTIONS_AFTER["models"])
     return ModelSpec(name, f.child("label").label(name), weights, weights_path, options)
@@ -470,21 +464,36 @@ def _unique_labels(specs: list, f: _Field) -> tuple:
 
 
 def _check_kwargs(fn: Callable, options: dict[str, Any], f: _Field, leading: int) -> None:
-    """Fail on options that `fn` does not take, when its signature says which it takes."""
-    allowed = accepted_options(fn, leading)
-    if allowed is None:
-        return
-    for key in options:
-        if key not in allowed:
-            f.child(key).fail("unknown option", ", ".join(allowed) or "(no options)")
+    """Fail on an option that `fn` does not take, or of the wrong type, where its signature says."""
+    try:
+        check_options(fn, options, leading)
+    except OptionError as err:
+        f.child(err.key).fail(err.what, err.allowed)
 
 
 # -- expansion ---------------------------------------------------------------------------------------
 
 
-def traits_of(spec: ModelSpec) -> ModelTraits:
-    """The traits of a suite's model entry (built on the meta device: no weights are read)."""
-    return model_traits(spec.name, **spec.options)
+def traits_of(spec: ModelSpec, where: _Field | None = None) -> ModelTraits:
+    """The traits of a suite's model entry, after checking that its weights fit the model: the file
+    exists and its keys and shapes are the model's (read from the file's header; the model is
+    built on the meta device, so nothing is loaded)."""
+    where = where or _Field("<suite>", "model", None)
+    try:
+        model = meta_model(spec.name, **spec.options)
+    except Exception as err:
+        where.fail(f"cannot build model {spec.name!r} with these options: {err}")
+    has_weights = any(True for _ in model.parameters())
+    if spec.weights_path == "none" and has_weights:
+        where.at("weights").fail(f"model {spec.name!r} has parameters, so it needs weights", WEIGHTS_ALLOWED)
+    if spec.weights_path not in ("none", "random"):
+        if not has_weights:
+            where.at("weights").fail(f"model {spec.name!r} has no weights to load", "none")
+        try:
+            check_weights(model, spec.weights_path, type(model).checkpoint_filter)
+        except WeightsError as err:
+            where.at("weights").fail(str(err), WEIGHTS_ALLOWED)
+    return model.traits
 
 
 @dataclass(frozen=True)
@@ -570,11 +579,7 @@ def expand(suite: Suite, device: str | None = None) -> Expansion:
     cells: list[Cell] = []
     skipped: list[str] = []
     for i, model in enumerate(suite.models):
-        where = _Field(suite.source, f"models[{i}]", None)
-        try:
-            traits = traits_of(model)
-        except Exception as err:
-            where.fail(f"cannot build model {model.name!r} with these options: {err}")
+        traits = traits_of(model, _Field(suite.source, f"models[{i}]", None))
         plans = {}
         for j, method in enumerate(suite.methods):
             try:

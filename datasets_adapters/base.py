@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.registry import OPTIONS_AFTER, Registry, accepted_options
+from bench.registry import OPTIONS_AFTER, OptionError, Registry, check_options
 import numpy as np
 
 from datasets_adapters.sampling import Sampling, stream_map
@@ -109,7 +109,7 @@ class ScannedAdapter(DatasetAdapter):
     def __init__(self, root: str | Path | None = None) -> None:
         super().__init__(root)
         if self.root is None:
-            raise DatasetError(f"dataset {self.name!r} needs a root folder (suite field `root:`, e.g. ${{{self.root_variable}}})")
+            raise DatasetError(f"dataset {self.name!r} needs a root folder (suite field `root:`, e.g. ${{{self.root_variable}}}, or ROOT of check-data)")
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: missing folder (the {self.name} root)")
         self._inventories: dict[str, SceneInventory] = {}
@@ -158,8 +158,8 @@ DATASETS: Registry = Registry("dataset")
 def create_adapter(name: str, root: str | Path | None = None, **options) -> DatasetAdapter:
     """The registered adapter `name` for `root`; an option its constructor does not take is a clear error."""
     cls = DATASETS.get(name)
-    allowed = accepted_options(cls, leading=OPTIONS_AFTER["datasets"])
-    unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
-    if unknown:
-        raise DatasetError(f"dataset {name!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or '(none)'}")
+    try:
+        check_options(cls, options, leading=OPTIONS_AFTER["datasets"])
+    except OptionError as err:
+        raise DatasetError(f"dataset {name!r}: {err}") from None
     return cls(root=root, **options)

@@ -38,7 +38,7 @@ class SceneCheck:
 @dataclass
 class DataReport:
     dataset: str
-    root: Path
+    root: Path | None  # None: a dataset generated, not read
     scenes: list[SceneCheck]
     notes: list[str] = field(default_factory=list)
 
@@ -60,7 +60,7 @@ class DataReport:
         ]
         totals = ["total", len(self.scenes)] + [sum(r[i] for r in rows) for i in range(2, 6)]
         table = tabulate(rows + [totals], headers=["group", "scenes", "frames", "invalid poses", "missing files", "unreadable"])
-        out = [f"{self.dataset} at {self.root}", "", table]
+        out = [f"{self.dataset} at {self.root}" if self.root else f"{self.dataset} (generated)", "", table]
         out += [""] + self.notes if self.notes else []
         issues = self.issues()
         if issues:
@@ -98,7 +98,7 @@ def check_scene(adapter: DatasetAdapter, scene: str, decode: int | None) -> Scen
 
 
 def check_dataset(
-    name: str, root: str | Path, options: dict[str, Any] | None = None, decode: int | None = 1, scenes: Iterable[str] | None = None, progress: bool = False
+    name: str, root: str | Path | None, options: dict[str, Any] | None = None, decode: int | None = 1, scenes: Iterable[str] | None = None, progress: bool = False
 ) -> DataReport:
     """Check dataset `name` at `root` with adapter `options`, decoding `decode` frames per scene.
 
@@ -107,4 +107,4 @@ def check_dataset(
     adapter = create_adapter(name, root, **(options or {}))
     names = list(scenes) if scenes is not None else adapter.scenes()
     checks = [check_scene(adapter, s, decode) for s in tqdm(names, desc=f"check {name}", unit="scene", disable=not progress)]
-    return DataReport(dataset=name, root=Path(root), scenes=checks, notes=adapter.notes())
+    return DataReport(dataset=name, root=None if root is None else Path(root), scenes=checks, notes=adapter.notes())

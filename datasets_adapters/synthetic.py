@@ -150,7 +150,7 @@ class SyntheticScenes(DatasetAdapter):
         seed: int = 0,
     ) -> None:
         if root is not None:
-            raise DatasetError("synthetic: the scenes are generated, not read; remove `root`")
+            raise DatasetError("synthetic: the scenes are generated, not read from a folder: give no root (no suite field `root:`, no ROOT after `check-data synthetic`)")
         for label, value, low in (("length", length, 1), ("height", height, 1), ("width", width, 1), ("boxes", boxes, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise DatasetError(f"synthetic: {label} must be an integer >= {low}, got {value!r}")

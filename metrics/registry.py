@@ -90,7 +90,7 @@ class Metric:
 
     @property
     def __signature__(self) -> inspect.Signature:  # the options a suite may set are the function's
-        return inspect.signature(self.fn)
+        return inspect.signature(self.fn, eval_str=True)
 
     def __call__(self, pred: Any, gt: Any, **options: Any) -> MetricRow:
         row = self.fn(pred, gt, **options)

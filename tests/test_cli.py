@@ -74,7 +74,7 @@ def test_run_report_compare(tmp_path, suite_file):
     assert f"| {rows[5]['cell']}" in worse.output and "REGRESSION" in worse.output and "1 regressions" in worse.output
 
 
-def test_rerun_skips_and_fresh_starts_over(tmp_path, suite_file):
+def test_rerun_skips_and_fresh_measures_the_selection_again(tmp_path, suite_file):
     out = tmp_path / "out"
     assert invoke("run", suite_file, "--out", out, "--only", "oracle/*/orbit/3").exit_code == 0
     dry = invoke("run", suite_file, "--out", out, "--dry-run")
@@ -84,7 +84,8 @@ def test_rerun_skips_and_fresh_starts_over(tmp_path, suite_file):
     again = invoke("run", suite_file, "--out", out, "--only", "oracle/*/orbit/3")
     assert "2 cells: 2 already done, recorded nothing new" in again.output
     fresh = invoke("run", suite_file, "--out", out, "--only", "oracle/*/orbit/3", "--fresh")
-    assert "recorded 2 ok" in fresh.output and len((out / "cells.jsonl").read_text().splitlines()) == 2
+    assert "recorded 2 ok" in fresh.output and len((out / "cells.jsonl").read_text().splitlines()) == 4
+    assert len(read_rows(out)) == 2  # the newer rows supersede the older, which stay in the file
 
 
 def test_interrupted_run_says_how_to_resume(tmp_path, suite_file, monkeypatch):

@@ -103,7 +103,7 @@ def test_unknown_dataset_and_option_are_clear(scannet):
     result = run("scannet2", str(scannet))
     assert result.exit_code == 1 and "unknown dataset 'scannet2'; known:" in result.output
     result = run("scannet", str(scannet), "-o", "intrinsic=depth")
-    assert result.exit_code == 1 and "dataset 'scannet': unknown option(s) intrinsic; allowed: intrinsics," in result.output
+    assert result.exit_code == 1 and "dataset 'scannet': option intrinsic: unknown option; allowed: intrinsics," in result.output
     assert run("scannet", str(scannet), "-o", "intrinsics").exit_code == 2
     assert run("scannet", str(scannet), "--frames", "some").exit_code == 2
 

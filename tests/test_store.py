@@ -52,15 +52,6 @@ def test_damaged_rows_are_a_clear_error(tmp_path):
         read_rows(tmp_path / "elsewhere")
 
 
-def test_reset_forgets_everything(tmp_path):
-    store = ResultStore(tmp_path)
-    store.open()
-    store.append({"id": "a", "status": "ok"})
-    store.record_env(fingerprint("cpu"))
-    store.reset()
-    assert store.rows() == [] and not store.env.exists()
-
-
 def test_env_json_keeps_one_entry_per_environment(tmp_path):
     store = ResultStore(tmp_path)
     store.open()

@@ -183,8 +183,8 @@ def test_method_parameters_are_checked_by_the_preset(tmp_path, fake_metrics):
 
 def test_missing_files(tmp_path, fake_metrics, folder_data):
     assert "does not exist" in error_of(tmp_path, tiny_suite(datasets=[folder_dataset(root=str(tmp_path / "nowhere"))]))
-    message = error_of(tmp_path, tiny_suite(models=[{"name": "oracle", "weights": "${T_DATA_ROOT}/vggt.pt"}]))
-    assert f"models[0].weights: no weights file at {folder_data}/vggt.pt" in message
+    message = error_of(tmp_path, tiny_suite(models=[{"name": "vggt-tiny", "weights": "${T_DATA_ROOT}/vggt.pt"}]))
+    assert f"models[0].weights: weights file not found: {folder_data}/vggt.pt" in message
 
 
 def test_unknown_scene(tmp_path, fake_metrics, folder_data):

@@ -129,7 +129,7 @@ def test_hugging_face_id_resolves_from_the_local_cache_only(tmp_path, monkeypatc
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(WeightsError, match=r"'acme/tiny-vggt' is not in the local cache .*huggingface-cli download acme/tiny-vggt"):
+    with pytest.raises(WeightsError, match=r"'acme/tiny-vggt' is not in the local cache .*`hf download acme/tiny-vggt"):
         create_model("vggt-tiny", weights="acme/tiny-vggt")
     _fake_hub_cache(tmp_path, "acme/tiny-vggt", "model.pt", lambda p: torch.save(state, p))
     model = create_model("vggt-tiny", weights="acme/tiny-vggt")

@@ -126,16 +126,27 @@ def create_model(name: str, weights: str = "random", **options: Any) -> BenchMod
     return MODELS.get(name)(weights=weights, **options)
 
 
-def model_traits(name: str, **options: Any) -> ModelTraits:
-    """The traits of registered model `name` with `options`, read from an instance built with random
-    weights on the meta device (no memory, no weights read); a factory that cannot be built there
-    is built for real."""
+def meta_model(name: str, **options: Any) -> BenchModel:
+    """Registered model `name` with `options`, built with random weights on the meta device (no
+    memory, no weights read) to read its traits and parameter names; a factory that cannot be
+    built there is built for real."""
     factory = MODELS.get(name)
     try:
         with torch.device("meta"):
-            return factory(weights="random", **options).traits
+            return factory(weights="random", **options)
     except Exception:  # not meta-safe (e.g. it reads a tensor's value while building)
-        return factory(weights="random", **options).traits
+        return factory(weights="random", **options)
+
+
+def model_traits(name: str, **options: Any) -> ModelTraits:
+    """The traits of registered model `name` with `options` (from a `meta_model`)."""
+    return meta_model(name, **options).traits
+
+
+def published_families() -> list[str]:
+    """The families with a released model registered (vggt, pi3), in registry order."""
+    families = [traits.family for traits in map(model_traits, MODELS) if traits.num_global_layers == traits.published_global_layers and traits.num_global_layers]
+    return list(dict.fromkeys(families))
 
 
 def published_traits(family: str) -> ModelTraits:

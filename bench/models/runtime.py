@@ -105,7 +105,7 @@ def model_factory(cls: type[M], cfg: Any) -> Callable[..., M]:
         model = build_with_weights(lambda: cls(cfg, **options), weights, seed=seed, checkpoint_filter=cls.checkpoint_filter)
         return model.eval().requires_grad_(False)
 
-    shared = [p for p in inspect.signature(build).parameters.values() if p.kind is not p.VAR_KEYWORD]
-    own = [p.replace(kind=p.KEYWORD_ONLY) for name, p in inspect.signature(cls).parameters.items() if name != "cfg"]
+    shared = [p for p in inspect.signature(build, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    own = [p.replace(kind=p.KEYWORD_ONLY) for name, p in inspect.signature(cls, eval_str=True).parameters.items() if name != "cfg"]
     build.__signature__ = inspect.Signature(shared + own)
     return build

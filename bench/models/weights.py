@@ -86,27 +86,67 @@ def _cached_hf_file(repo_id: str) -> Path:
             return Path(found)
     raise WeightsError(
         f"Hugging Face model {repo_id!r} is not in the local cache ({constants.HF_HUB_CACHE}; looked for {', '.join(HF_FILENAMES)}). "
-        f"Nothing is downloaded at run time: fetch it beforehand (`huggingface-cli download {repo_id} {HF_FILENAMES[0]}`), "
+        f"Nothing is downloaded at run time: fetch it beforehand (`hf download {repo_id} {HF_FILENAMES[0]}`), "
         "point HF_HUB_CACHE at a cache that has it, or pass a local file"
     )
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a .safetensors file or a torch-saved state dict (unwrapping {'model': ...})."""
+def read_state_dict(path: Path, shapes_only: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file or a torch-saved state dict (unwrapping {'model': ...}).
+
+    With `shapes_only` they come as meta tensors of the file's shapes and dtypes, read from the
+    safetensors header or a memory-mapped torch file: a check of a multi-gigabyte file reads
+    kilobytes."""
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(path), device="cpu")
+            obj = _safetensors_shapes(path) if shapes_only else _safetensors_tensors(path)
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = _torch_load(path, mmap=shapes_only)
     except Exception as err:  # any reader failure means the same thing: not a weights file
         raise WeightsError(f"cannot read {path} as a state dict ({type(err).__name__}: {err})") from None
     if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
         obj = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), obj)
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of parameter names to tensors); got {type(obj).__name__}")
+    if shapes_only:
+        return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in obj.items()}
     return dict(obj)
+
+
+def _safetensors_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path), device="cpu")
+
+
+def _safetensors_shapes(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+
+
+def _torch_load(path: Path, mmap: bool) -> object:
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a file in torch's legacy (pre-zip) format cannot be memory-mapped
+            pass
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_weights(model: nn.Module, weights: str, checkpoint_filter: CheckpointFilter | None = None) -> Path:
+    """The file `weights` resolves to, after checking that its keys and shapes (after the model's
+    `checkpoint_filter`) are exactly `model`'s, without reading its tensors: what a suite can check
+    before a run, `model` built on the meta device."""
+    path = resolve_weights(weights)
+    state = read_state_dict(path, shapes_only=True)
+    if checkpoint_filter is not None:
+        with warnings.catch_warnings():  # the load itself says what the filter skips
+            warnings.simplefilter("ignore")
+            state = checkpoint_filter(state, str(path))
+    check_state_dict(model, state, path)
+    return path
 
 
 def drop_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], source: Path | str) -> dict[str, torch.Tensor]:
