@@ -27,7 +27,7 @@ from bench.predict import predict
 from bench.preprocess import PREPROCESS
 from bench.protocols import PROTOCOLS
 from bench.options import device_option
-from bench.suite import SuiteError, expand, load_suite
+from bench.suite import SuiteError, check_frames, expand, load_suite
 from datasets_adapters import DATASETS
 from metrics import METRICS
 
@@ -230,8 +230,14 @@ def list_command(kind: str) -> None:
 @click.command("validate")
 @click.argument("suite_path", metavar="SUITE.yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate_command(suite_path: Path) -> None:
-    """Check a suite file (schema, names, data on disk) and count its cells, without running anything."""
+    """Check a suite file without running anything: schema, names, option types, weights files
+    (their keys and shapes against the model's), and that every scene on disk has the frames asked
+    for; then count its cells."""
     suite, expansion = _load(suite_path)
+    try:
+        check_frames(suite, expansion, progress=True)
+    except SuiteError as err:
+        raise click.ClickException(str(err)) from None
     for note in expansion.skipped:
         click.echo(note)
     click.echo(

@@ -85,36 +85,50 @@ def _geometric_mean(values: pd.Series) -> float:
     return float(np.exp(np.log(values).mean())) if len(values) else float("nan")
 
 
-def _note(group: pd.DataFrame) -> str:
+def _ok_scenes(cells: pd.DataFrame) -> int:
+    return cells.loc[cells["status"] == "ok", "scene"].nunique()
+
+
+def _note(cells: pd.DataFrame, expected: int, dense_scenes: int | None) -> str:
+    """What a reader must know of a row: random weights, scenes that failed or are missing, and
+    whether it averages fewer scenes than its dense row (then its means are not comparable)."""
     notes = []
-    if group.get("weights_random", pd.Series(False)).fillna(False).astype(bool).any():
+    if cells.get("weights_random", pd.Series(False)).fillna(False).astype(bool).any():
         notes.append(TIMING_ONLY)
-    failed = group.loc[group["status"] != "ok", "status"].value_counts()
-    notes.extend(f"{status} in {count} of {len(group)} scenes" for status, count in failed.items())
+    failed = cells.loc[cells["status"] != "ok", "status"].value_counts()
+    notes.extend(f"{status} in {count} of {expected} scenes" for status, count in failed.items())
+    missing = expected - cells["scene"].nunique()
+    if missing:
+        notes.append(f"no row for {missing} of {expected} scenes")
+    if dense_scenes is not None and _ok_scenes(cells) < dense_scenes:
+        notes.append(f"not comparable with dense: averages {_ok_scenes(cells)} of its {dense_scenes} scenes")
     return "; ".join(notes)
 
 
 def summary_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, dataset, frames, method), scenes aggregated; models, datasets and methods
-    in first-run order, frame counts ascending (a sweep resumed in pieces reads in order)."""
+    in first-run order, frame counts ascending (a sweep resumed in pieces reads in order). `scenes`
+    reads k/n: k scenes measured out of the n that any method of the group has a row for."""
     if df.empty:
         return pd.DataFrame(columns=[*GROUP_KEYS, "method"])
     columns = metric_columns(df)
     records = []
-    for keys, group in df.groupby([*GROUP_KEYS, "method"], sort=False, dropna=False):
-        ok = group[group["status"] == "ok"]
-        record: dict[str, Any] = dict(zip([*GROUP_KEYS, "method"], keys))
-        record["weights"] = group["weights"].iloc[0]
-        record["scenes"] = f"{len(ok)}/{len(group)}"
-        record.update({c: ok[c].agg(_aggregation(c)) for c in columns})
-        record["time_s"] = ok["time_median_s"].mean()
-        record["peak_gib"] = ok["peak_mem_gib"].max() if "peak_mem_gib" in ok else np.nan
-        record["speedup"] = _geometric_mean(ok["speedup"])
-        record["note"] = _note(group)
-        records.append(record)
+    for keys, group in df.groupby(list(GROUP_KEYS), sort=False, dropna=False):
+        expected = group["scene"].nunique()
+        dense = group[group["method_dense"] == True]  # noqa: E712  (NaN-safe)
+        dense_scenes = _ok_scenes(dense) if len(dense) else None
+        for method, cells in group.groupby("method", sort=False):
+            ok = cells[cells["status"] == "ok"]
+            record: dict[str, Any] = dict(zip([*GROUP_KEYS, "method"], (*keys, method)))
+            record["weights"] = cells["weights"].iloc[0]
+            record["scenes"] = f"{ok['scene'].nunique()}/{expected}"
+            record.update({c: ok[c].agg(_aggregation(c)) for c in columns})
+            record["time_s"] = ok["time_median_s"].mean()
+            record["peak_gib"] = ok["peak_mem_gib"].max() if "peak_mem_gib" in ok else np.nan
+            record["speedup"] = _geometric_mean(ok["speedup"])
+            record["note"] = _note(cells, expected, None if cells["method_dense"].eq(True).all() else dense_scenes)
+            records.append(record)
     summary = pd.DataFrame.from_records(records)
-    if summary.empty:
-        return summary
     first_seen = {column: {value: i for i, value in enumerate(summary[column].unique())} for column in ("model", "dataset")}
     order = summary.assign(
         _model=summary["model"].map(first_seen["model"]),
@@ -170,6 +184,7 @@ def protocol_tables(df: pd.DataFrame, location: str | Path) -> list[tuple[str, p
     for (name, dataset, variant, frames), group in measured.groupby(list(PROTOCOL_GROUP), sort=False, dropna=False):
         protocol = PROTOCOLS.get(name)
         setting = protocol.setting(group["dataset_name"].iloc[0], variant)
+        expected = group["scene"].nunique()
         records = []
         for (model, method), cells in group.groupby(["model", "method"], sort=False):
             ok = cells[cells["status"] == "ok"]
@@ -177,11 +192,11 @@ def protocol_tables(df: pd.DataFrame, location: str | Path) -> list[tuple[str, p
             record: dict[str, Any] = {"model": model, "method": method}
             record |= protocol.table_row(scenes, setting) if scenes else dict.fromkeys((c.label for c in protocol.columns), np.nan)
             record |= {
-                "scenes": f"{len(ok)}/{len(cells)}",
+                "scenes": f"{ok['scene'].nunique()}/{expected}",
                 "time_s": ok["time_median_s"].mean(),
                 "speedup": _geometric_mean(ok["speedup"]),
                 "peak_gib": ok["peak_mem_gib"].max() if "peak_mem_gib" in ok else np.nan,
-                "comparable": _comparability(cells, protocol.version),
+                "comparable": _comparability(cells, protocol.version, expected),
             }
             records.append(record)
         title = f"{name} v{protocol.version} · {dataset} ({variant}) · {frames} frames · {protocol.reproduces}"
@@ -189,7 +204,7 @@ def protocol_tables(df: pd.DataFrame, location: str | Path) -> list[tuple[str, p
     return out
 
 
-def _comparability(cells: pd.DataFrame, version: int) -> str:
+def _comparability(cells: pd.DataFrame, version: int, expected: int) -> str:
     """"yes", or why these rows cannot be laid beside the paper's table."""
     reasons = []
     overrides = [o for o in cells.get("protocol_overrides", pd.Series(dtype=object)).dropna() if o]
@@ -199,9 +214,9 @@ def _comparability(cells: pd.DataFrame, version: int) -> str:
         reasons.append(f"measured under another version than v{version}")
     if cells.get("weights_random", pd.Series(False)).fillna(False).astype(bool).any():
         reasons.append("random weights")
-    failed = int((cells["status"] != "ok").sum())
-    if failed:
-        reasons.append(f"{failed} scene(s) not measured")
+    unmeasured = expected - _ok_scenes(cells)
+    if unmeasured:
+        reasons.append(f"{unmeasured} of {expected} scenes not measured")
     return "no: " + "; ".join(reasons) if reasons else "yes"
 
 
@@ -272,16 +287,19 @@ def write_leaderboard(results_root: str | Path, out: str | Path | None = None) -
     """`leaderboard.md` (in `results_root`, or `out`): every result set below it, one table per (dataset, frames)."""
     root = Path(results_root)
     sets = sorted(p.parent for p in root.glob("*/cells.jsonl"))
+    if not sets:
+        raise ResultsError(f"{root}: no results folders here (folders with a cells.jsonl, one level down)")
     summaries = [summary_rows(load_results(s)).assign(results=s.name) for s in sets]
     lines = ["# Leaderboard", "", f"Every result set under `{root.name}/`; speedup is against the dense method of the same set.", ""]
-    if summaries:
-        everything = pd.concat(summaries, ignore_index=True)
-        for (dataset, frames), group in everything.groupby(["dataset", "frames"], sort=False):
-            table = group[["results", "model", "method", *[c for c in group.columns if c not in (*GROUP_KEYS, "results", "method")]]]
-            table = table.sort_values("speedup", ascending=False, kind="stable").dropna(axis=1, how="all")
-            lines += [f"## {dataset} · {frames} frames", "", tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–"), ""]
+    everything = pd.concat(summaries, ignore_index=True)
+    for (dataset, frames), group in everything.groupby(["dataset", "frames"], sort=False):
+        table = group[["results", "model", "method", *[c for c in group.columns if c not in (*GROUP_KEYS, "results", "method")]]]
+        table = table.sort_values("speedup", ascending=False, kind="stable").dropna(axis=1, how="all")
+        lines += [f"## {dataset} · {frames} frames", "", tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–"), ""]
     path = Path(out) if out else root / "leaderboard.md"
-    path.write_text("\n".join(lines))
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("\n".join(lines))
+    partial.replace(path)  # whole or not at all
     return path
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Callable, NoReturn
 
 import torch
 import yaml
+from tqdm import tqdm
 
 import metrics as metrics_pkg
 from bench.methods import METHODS, MethodNotApplicable, resolve_plan
@@ -602,6 +604,19 @@ def expand(suite: Suite, device: str | None = None) -> Expansion:
                             cells.append(Cell(suite, model, method, spec, scene, frames, preprocess, device, plans[method.label]))
     _check_distinct(cells, suite.source)
     return Expansion(cells, skipped, adapters)
+
+
+def check_frames(suite: Suite, expansion: Expansion, progress: bool = False) -> None:
+    """SuiteError unless every scene of the suite has the frames its cells ask for, as the
+    sampling draws them. Lists every scene's frames on disk, which can take a while on a large
+    dataset: `validate` does it, `run` leaves it to each cell."""
+    index = {spec.label: k for k, spec in enumerate(suite.datasets)}
+    asked = dict.fromkeys((cell.dataset.label, cell.scene, cell.frames) for cell in expansion.cells)
+    for label, scene, frames in tqdm(asked, desc="checking frames", unit="check", leave=False, disable=not progress, file=sys.stderr):
+        try:
+            expansion.adapters[label].select(scene, frames, suite.datasets[index[label]].sampling)
+        except (ValueError, OSError) as err:
+            _Field(suite.source, f"datasets[{index[label]}].frames", None).fail(f"scene {scene!r}, {'all' if frames is None else frames} frames: {err}")
 
 
 def _build_adapter(spec: DatasetSpec, f: _Field) -> DatasetAdapter:

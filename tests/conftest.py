@@ -54,6 +54,30 @@ def fake_metrics(register) -> tuple[str, str]:
     return "t_pose", "t_depth"
 
 
+class FrameLocalPlan:
+    """A stand-in non-dense plan (the oracle ignores plans, so it only has to describe itself)."""
+
+    is_dense = False
+
+    def describe(self, frames=None):
+        return {"operator": "frame"}
+
+    def attend(self, layer, q, k, v, layout):
+        raise NotImplementedError("the oracle never calls attend")
+
+    def reset_observations(self):
+        pass
+
+
+@pytest.fixture
+def frame_method(register) -> str:
+    """Method `t_frame`: a non-dense plan that the oracle runs like any other."""
+    from bench.methods import METHODS
+
+    register(METHODS, "t_frame", lambda traits, **params: FrameLocalPlan())
+    return "t_frame"
+
+
 def tiny_suite(**changes: Any) -> dict[str, Any]:
     """A suite of 8 small cells: two oracles (exact and noisy) × 2 synthetic scenes × 2 frame counts."""
     suite = {

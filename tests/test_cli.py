@@ -14,24 +14,8 @@ from bench.methods import METHODS, MethodNotApplicable
 from bench.store import read_rows
 
 
-class FrameLocalPlan:
-    """A stand-in non-dense plan (the oracle ignores plans, so it only has to describe itself)."""
-
-    is_dense = False
-
-    def describe(self, frames=None):
-        return {"operator": "frame"}
-
-    def attend(self, layer, q, k, v, layout):
-        raise NotImplementedError("the oracle never calls attend")
-
-    def reset_observations(self):
-        pass
-
-
 @pytest.fixture
-def suite_file(tmp_path, fake_metrics, register):
-    register(METHODS, "t_frame", lambda traits, **params: FrameLocalPlan())
+def suite_file(tmp_path, fake_metrics, frame_method):
     return write_suite(tmp_path, tiny_suite(methods=["dense", "t_frame"]))
 
 

@@ -339,7 +339,7 @@ def test_missing_files_and_folders_are_listed(broken):
 def test_options_and_layout_errors(tmp_path):
     with pytest.raises(DatasetError, match=r"dtu option mask='soft': choose one of 'eroded' .*, 'plain' .*, 'none'"):
         adapter(tmp_path, mask="soft")
-    with pytest.raises(DatasetError, match=r"dataset 'dtu': unknown option\(s\) masks; allowed: mask, min_frames, workers"):
+    with pytest.raises(DatasetError, match=r"dataset 'dtu': option masks: unknown option; allowed: mask, min_frames, workers"):
         create_adapter("dtu", tmp_path, masks="none")
     (tmp_path / "Rectified").mkdir()
     with pytest.raises(DatasetError, match=rf"{tmp_path}: no DTU scan folders \(expected <root>/scanN/\{{images,cams,depths,binary_masks\}}/\)"):

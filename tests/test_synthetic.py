@@ -102,7 +102,7 @@ def test_default_size_needs_no_resizing():
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"root": "/data"}, "remove `root`"), ({"length": 0}, "length must be"), ({"fov_deg": 200.0}, "fov_deg")],
+    [({"root": "/data"}, "give no root"), ({"length": 0}, "length must be"), ({"fov_deg": 200.0}, "fov_deg")],
 )
 def test_bad_options_are_clear_errors(options, message):
     with pytest.raises(DatasetError, match=message):
