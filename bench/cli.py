@@ -16,7 +16,7 @@ from tabulate import tabulate
 import bench
 from bench import compare as compare_mod
 from bench import report as report_mod
-from bench import runner
+from bench import results_index, runner
 from bench.registry import OPTIONS_AFTER, option_defaults
 from bench.store import ResultsError, ResultStore, read_rows
 from bench.methods import METHODS
@@ -160,6 +160,24 @@ def leaderboard_command(results_root: Path, out: Path | None) -> None:
     click.echo(f"wrote {path}", err=True)
 
 
+@click.command("index")
+@click.argument("results_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--archive", is_flag=True, help="First move every set whose cells were all measured again by a newer set into RESULTS_ROOT/archive/.")
+@click.option("--readme", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Also rewrite this README's generated speed-table block.")
+def index_command(results_root: Path, archive: bool, readme: Path | None) -> None:
+    """Write RESULTS_ROOT/INDEX.md: every results set with its status (current, partly current,
+    superseded, archived), suite, GPU, commit, dates and what it measured."""
+    try:
+        for name in results_index.archive_superseded(results_root) if archive else []:
+            click.echo(f"archived {name} → {results_root / results_index.ARCHIVE / name}", err=True)
+        click.echo(f"wrote {results_index.write_index(results_root)}", err=True)
+        if readme is not None:
+            changed = results_index.rewrite_readme(readme, results_root)
+            click.echo(f"{'rewrote' if changed else 'unchanged:'} the speed table of {readme}", err=True)
+    except ResultsError as err:
+        raise click.ClickException(str(err)) from None
+
+
 @click.command("compare")
 @click.argument("baseline", type=click.Path(exists=True, path_type=Path))
 @click.argument("new", type=click.Path(exists=True, path_type=Path))
@@ -246,7 +264,7 @@ def validate_command(suite_path: Path) -> None:
     )
 
 
-for command in (run_command, report_command, leaderboard_command, compare_command, list_command, validate_command, predict, check_data):
+for command in (run_command, report_command, leaderboard_command, index_command, compare_command, list_command, validate_command, predict, check_data):
     main.add_command(command)
 
 if __name__ == "__main__":
