@@ -238,7 +238,7 @@ def _speed_rows(rows: pd.DataFrame) -> tuple[dict, dict]:
 
 
 def _seconds(value: float) -> str:
-    return f"{value:.3f} s" if value < 1 else f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
+    return f"{value:.2g} s" if value < 0.01 else f"{value:.3f} s" if value < 1 else f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
 
 
 def rewrite_readme(readme: str | Path, root: str | Path) -> bool:
