@@ -15,6 +15,8 @@ from tabulate import tabulate
 
 import bench
 from bench import compare as compare_mod
+from bench import leaderboard as leaderboard_mod
+from bench import plots
 from bench import report as report_mod
 from bench import results_index, runner
 from bench.registry import OPTIONS_AFTER, option_defaults
@@ -140,7 +142,7 @@ def report_command(results_dir: Path, fmt: str, plot: bool) -> None:
         text, path = report_mod.write_report(results_dir, fmt)
         written = [path, report_mod.export_parquet(results_dir)]
         if plot:
-            written += report_mod.write_plots(results_dir)
+            written += plots.write_plots(results_dir)
     except ResultsError as err:
         raise click.ClickException(str(err)) from None
     click.echo(text)
@@ -149,12 +151,15 @@ def report_command(results_dir: Path, fmt: str, plot: bool) -> None:
 
 
 @click.command("leaderboard")
-@click.argument("results_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write it [default: RESULTS_ROOT/leaderboard.md].")
-def leaderboard_command(results_root: Path, out: Path | None) -> None:
-    """One table per (dataset, frames) across every results folder below RESULTS_ROOT."""
+@click.argument("locations", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RESULTS...")
+@click.option("--format", "fmt", type=click.Choice(list(leaderboard_mod.FORMATS)), default="md", show_default=True, help="Markdown, LaTeX (booktabs) or one self-contained HTML page.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write it [default: RESULTS/leaderboard.<md|tex|html> for one results root].")
+@click.option("--include-cpu", is_flag=True, help="Also show rows measured on a CPU (left out by default: CPU timings are not comparable).")
+def leaderboard_command(locations: tuple[Path, ...], fmt: str, out: Path | None, include_cpu: bool) -> None:
+    """The current result of every model and method on every benchmark, one table per benchmark
+    and GPU. RESULTS are results roots (every current set below) or results folders."""
     try:
-        path = report_mod.write_leaderboard(results_root, out)
+        path = leaderboard_mod.write_leaderboard(list(locations), fmt, out, include_cpu)
     except ResultsError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"wrote {path}", err=True)

@@ -1,4 +1,4 @@
-"""Reports of a results folder: tables, plots, the leaderboard, and a Parquet export.
+"""Reports of a results folder: tables and a Parquet export (plots: bench.plots; across folders: bench.leaderboard).
 
 Rows measured under a published protocol come first, one table per protocol setting (and frame
 count) laid out as the paper's table: the protocol's own columns in its order and units, one row
@@ -18,7 +18,6 @@ their accuracy columns and say they are timing only.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +120,7 @@ def summary_rows(df: pd.DataFrame) -> pd.DataFrame:
             ok = cells[cells["status"] == "ok"]
             record: dict[str, Any] = dict(zip([*GROUP_KEYS, "method"], (*keys, method)))
             record["weights"] = cells["weights"].iloc[0]
+            record["weights_random"] = bool(cells["weights_random"].fillna(False).astype(bool).any()) if "weights_random" in cells else False
             record["scenes"] = f"{ok['scene'].nunique()}/{expected}"
             record.update({c: ok[c].agg(_aggregation(c)) for c in columns})
             record["time_s"] = ok["time_median_s"].mean()
@@ -144,7 +144,7 @@ def tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     out = []
     for (model, dataset, frames), group in summary.groupby(list(GROUP_KEYS), sort=False, dropna=False):
         title = f"{model} ({group['weights'].iloc[0]}) · {dataset} · {frames} frames"
-        table = group.drop(columns=[*GROUP_KEYS, "weights"]).dropna(axis=1, how="all")
+        table = group.drop(columns=[*GROUP_KEYS, "weights", "weights_random"]).dropna(axis=1, how="all")
         out.append((title, table.reset_index(drop=True)))
     return out
 
@@ -278,72 +278,3 @@ def export_parquet(results_dir: str | Path, path: str | Path | None = None) -> P
         if bars_were_on:
             datasets.enable_progress_bars()
     return target
-
-
-# -- leaderboard -------------------------------------------------------------------------------------
-
-
-def write_leaderboard(results_root: str | Path, out: str | Path | None = None) -> Path:
-    """`leaderboard.md` (in `results_root`, or `out`): every result set below it, one table per (dataset, frames)."""
-    root = Path(results_root)
-    sets = sorted(p.parent for p in root.glob("*/cells.jsonl"))
-    if not sets:
-        raise ResultsError(f"{root}: no results folders here (folders with a cells.jsonl, one level down)")
-    summaries = [summary_rows(load_results(s)).assign(results=s.name) for s in sets]
-    lines = ["# Leaderboard", "", f"Every result set under `{root.name}/`; speedup is against the dense method of the same set.", ""]
-    everything = pd.concat(summaries, ignore_index=True)
-    for (dataset, frames), group in everything.groupby(["dataset", "frames"], sort=False):
-        table = group[["results", "model", "method", *[c for c in group.columns if c not in (*GROUP_KEYS, "results", "method")]]]
-        table = table.sort_values("speedup", ascending=False, kind="stable").dropna(axis=1, how="all")
-        lines += [f"## {dataset} · {frames} frames", "", tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–"), ""]
-    path = Path(out) if out else root / "leaderboard.md"
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("\n".join(lines))
-    partial.replace(path)  # whole or not at all
-    return path
-
-
-# -- plots -------------------------------------------------------------------------------------------
-
-
-def _slug(*parts: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join(str(p) for p in parts))
-
-
-def write_plots(results_dir: str | Path) -> list[Path]:
-    """PNGs in <results>/plots: time and speedup vs frames (log-log) per model and dataset, one line
-    per method; accuracy vs time, one panel per metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    df = load_results(results_dir)
-    store = _store(results_dir)
-    written = []
-    for (model, dataset), group in frame_sweeps(summary_rows(df)):
-        for quantity, label in (("time_s", "median time (s)"), ("speedup", "speedup vs dense")):
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for method, line in group.groupby("method", sort=False):
-                line = line.sort_values("frames").dropna(subset=[quantity])
-                ax.plot(line["frames"], line[quantity], marker="o", label=method)
-            ax.set(xscale="log", yscale="log", xlabel="frames", ylabel=label, title=f"{model} · {dataset}")
-            ax.legend()
-            path = store.path(f"plots/{_slug(quantity, model, dataset)}.png")
-            fig.savefig(path, dpi=120, bbox_inches="tight")
-            plt.close(fig)
-            written.append(path)
-        columns = [c for c in metric_columns(df) if group[c].notna().any()]
-        if columns:
-            fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 4), squeeze=False)
-            for ax, column in zip(axes[0], columns):
-                for method, points in group.groupby("method", sort=False):
-                    ax.scatter(points["time_s"], points[column], label=method)
-                ax.set(xscale="log", xlabel="median time (s)", ylabel=column)
-            axes[0][0].legend()
-            fig.suptitle(f"accuracy vs time · {model} · {dataset}")
-            path = store.path(f"plots/{_slug('accuracy_vs_time', model, dataset)}.png")
-            fig.savefig(path, dpi=120, bbox_inches="tight")
-            plt.close(fig)
-            written.append(path)
-    return written

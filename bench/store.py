@@ -167,9 +167,13 @@ class ResultStore:
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a derived text file of this folder whole (a reader never sees half of it)."""
+        return self.write_bytes(name, text.encode())
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Write a derived file of this folder (a plot, a page) whole."""
         target = self.path(name)
         partial = target.with_name(target.name + ".partial")
-        partial.write_text(text)
+        partial.write_bytes(data)
         os.replace(partial, target)
         return target
 

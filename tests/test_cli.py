@@ -38,11 +38,11 @@ def test_run_report_compare(tmp_path, suite_file):
     assert [c.strip() for c in header.strip("|").split("|")] == [
         "method", "scenes", "t_pose.rot_err_max", "t_pose.centre_err_max", "t_depth.abs_rel", "time_s", "speedup", "note",
     ]  # fmt: skip
-    for name in ("report.md", "rows.parquet", "plots/time_s_oracle_synthetic.png"):
+    for name in ("report.md", "rows.parquet", "plots/time_s_synthetic.png"):
         assert (out / name).is_file()
     assert not (tmp_path / "results" / "leaderboard.md").exists(), "report writes only inside its results folder"
-    board = invoke("leaderboard", tmp_path / "results", "--out", tmp_path / "board.md")
-    assert board.exit_code == 0 and "## synthetic · 3 frames" in (tmp_path / "board.md").read_text()
+    board = invoke("leaderboard", tmp_path / "results", "--include-cpu", "--out", tmp_path / "board.md")
+    assert board.exit_code == 0 and "### synthetic · 3 frames · CPU (" in (tmp_path / "board.md").read_text()
 
     tolerances = tmp_path / "tol.yaml"
     tolerances.write_text("speedup: {rel: 100}\nmetrics:\n  t_pose: {rot_err_max: {abs: 0.01}, centre_err_max: {abs: 0.01}}\n  t_depth: {abs_rel: {abs: 0.01}}\n")
