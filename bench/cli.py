@@ -188,7 +188,8 @@ def index_command(results_root: Path, archive: bool, readme: Path | None) -> Non
 @click.argument("new", type=click.Path(exists=True, path_type=Path))
 @click.option("--tolerances", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Tolerances YAML [default: bench/tolerances.yaml].")
 @click.option("--allow-missing", is_flag=True, help="Pass even when baseline cells are missing from NEW (NEW is a partial run or a narrowed suite).")
-def compare_command(baseline: Path, new: Path, tolerances: Path | None, allow_missing: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True, help="markdown: one summary for a pull-request comment, on stdout.")
+def compare_command(baseline: Path, new: Path, tolerances: Path | None, allow_missing: bool, fmt: str) -> None:
     """Check NEW against BASELINE (results folders or cells.jsonl files) for regressions.
 
     Cells are matched by identity. Exits 1 when a cell that was measured now fails, an accuracy
@@ -202,19 +203,15 @@ def compare_command(baseline: Path, new: Path, tolerances: Path | None, allow_mi
         )
     except (ResultsError, compare_mod.ToleranceError) as err:
         raise click.ClickException(str(err)) from None
-    if len(result.diffs):
-        click.echo(tabulate(result.diffs, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–"))
+    if fmt == "markdown":
+        click.echo(result.markdown(str(baseline), str(new), allow_missing))
     else:
-        click.echo(f"no differences in {result.matched} matched cells")
-    if result.missing:
-        click.echo(f"{'warning' if allow_missing else 'error'}: {len(result.missing)} baseline cells are missing from {new}: {', '.join(result.missing)}", err=True)
-    if result.added:
-        click.echo(f"note: {len(result.added)} cells are new (not in the baseline): {', '.join(result.added)}", err=True)
-    if result.unchecked:
-        click.echo(f"warning: no tolerance for {', '.join(result.unchecked)}; add them to the tolerances file", err=True)
-    if result.cpu_timings:
-        click.echo(f"note: speedups of {result.cpu_timings} cells measured on a CPU are not compared (CPU timings are not a regression signal)", err=True)
-    click.echo(f"{result.matched} cells matched, {result.regressions} regressions", err=True)
+        if len(result.diffs):
+            click.echo(compare_mod.diff_table(result.diffs))
+        else:
+            click.echo(f"no differences in {result.matched} matched cells")
+        for line in result.notes(allow_missing):
+            click.echo(line, err=True)
     failures = result.failures(allow_missing)
     if failures:
         raise click.ClickException("; ".join(failures))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from tabulate import tabulate
 
 from bench.report import add_speedup, metric_columns
 from metrics import METRICS
@@ -124,6 +125,36 @@ class Comparison:
     def regressions(self) -> int:
         return int((self.diffs["verdict"] == REGRESSION).sum()) if len(self.diffs) else 0
 
+    def notes(self, allow_missing: bool = False) -> list[str]:
+        """What a reader must know besides the differences: missing and new cells, metrics without
+        a tolerance, CPU timings left out, and the count."""
+        lines = []
+        if self.missing:
+            lines.append(f"{'warning' if allow_missing else 'error'}: {len(self.missing)} baseline cells are missing from the new results: {', '.join(self.missing)}")
+        if self.added:
+            lines.append(f"note: {len(self.added)} cells are new (not in the baseline): {', '.join(self.added)}")
+        if self.unchecked:
+            lines.append(f"warning: no tolerance for {', '.join(self.unchecked)}; add them to the tolerances file")
+        if self.cpu_timings:
+            lines.append(f"note: speedups of {self.cpu_timings} cells measured on a CPU are not compared (CPU timings are not a regression signal)")
+        lines.append(f"{self.matched} cells matched, {self.regressions} regressions")
+        return lines
+
+    def markdown(self, baseline: str, new: str, allow_missing: bool = False) -> str:
+        """A summary for a pull-request comment: the verdict, the regressions first, every other
+        change folded away, and the notes."""
+        failures = self.failures(allow_missing)
+        lines = [f"### avggt-bench compare: {'❌ FAIL' if failures else '✅ pass'}", "", f"`{new}` against the baseline `{baseline}`.", ""]
+        lines += [f"- **{reason}**" for reason in failures] + [f"- {note}" for note in self.notes(allow_missing)] + [""]
+        table = self.diffs.astype(object).where(self.diffs.notna(), None)
+        regressions = table[table["verdict"] == REGRESSION]
+        if len(regressions):
+            lines += ["#### Regressions", "", diff_table(regressions), ""]
+        others = table[table["verdict"] != REGRESSION]
+        if len(others):
+            lines += [f"<details><summary>{len(others)} other changes (improved, within tolerance, unchecked)</summary>", "", diff_table(others), "", "</details>", ""]
+        return "\n".join(lines)
+
     def failures(self, allow_missing: bool = False) -> list[str]:
         """Why this comparison fails a CI gate, one line each (none: it passes). A CI job that
         measured nothing, or lost cells, must not pass."""
@@ -135,6 +166,10 @@ class Comparison:
         if self.missing and not allow_missing:
             reasons.append(f"{len(self.missing)} baseline cells are missing from the new results (--allow-missing accepts a partial run)")
         return reasons
+
+
+def diff_table(diffs: pd.DataFrame) -> str:
+    return tabulate(diffs, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–")
 
 
 def _finite(value: Any) -> bool:
