@@ -153,7 +153,7 @@ def test_traceback_report_on_an_empty_cells_file(tmp_path):
 def test_traceback_leaderboard_on_a_missing_or_empty_root(tmp_path):
     result = invoke("leaderboard", tmp_path / "nowhere")
     assert result.exit_code == 2 and "does not exist" in result.output and "Traceback" not in result.output
-    one_clear_error(invoke("leaderboard", tmp_path), "no results folders here")
+    one_clear_error(invoke("leaderboard", tmp_path), "no results sets in")
     assert not (tmp_path / "leaderboard.md").exists()
 
 
