@@ -145,7 +145,8 @@ def _what(s: ResultSet) -> str:
     rows = s.rows
     frames = sorted({f for f in rows["frames"] if isinstance(f, int)})
     span = f"{frames[0]}–{frames[-1]} frames" if len(frames) > 1 else f"{frames[0]} frames" if frames else "all frames"
-    weights = "random weights (timing only)" if rows["weights_random"].fillna(False).all() else "real weights"
+    random = rows["weights_random"].fillna(False).astype(bool)
+    weights = "random weights (timing only)" if random.all() else "real weights" if not random.any() else f"random weights for {', '.join(dict.fromkeys(rows.loc[random, 'model']))} (timing only)"
     failed = int((rows["status"] != "ok").sum())
     return (
         f"{', '.join(dict.fromkeys(rows['model']))} × {', '.join(dict.fromkeys(rows['method']))} on {', '.join(dict.fromkeys(rows['dataset']))}, "
