@@ -1,4 +1,4 @@
-"""The published evaluation protocols of VGGT and π³, as data (see ../shared/PROTOCOLS.md for the facts).
+"""The published evaluation protocols of VGGT and π³, as data (proved on the official code's vectors in tests/data/protocols).
 
 Each is proved against vectors computed by the official evaluation code
 (`tests/test_protocol_vectors.py`). Datasets without an adapter yet (Sintel, Bonn, KITTI, NYU-v2)
