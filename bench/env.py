@@ -63,6 +63,16 @@ def unavailable(device: str) -> str | None:
     return None
 
 
+def device_name(env: dict[str, Any]) -> str:
+    """What ran the rows of an environment: the GPU's name, or the CPU's."""
+    return env.get("gpu") or f"CPU ({env.get('cpu') or 'unknown'})"
+
+
+def commit_name(env: dict[str, Any]) -> str:
+    """The short commit of an environment, marked when the tree had uncommitted changes."""
+    return (env.get("git_commit") or "unknown")[:7] + ("+dirty" if env.get("git_dirty") else "")
+
+
 def fingerprint(device: str) -> dict[str, Any]:
     """Code version, library versions and hardware of this run (`device` picks the GPU described).
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from bench.env import commit_name, device_name
 from bench.protocols import PROTOCOLS, SceneResult
 from bench.store import ResultsError, ResultStore, cells_path, read_raw, read_rows
 from metrics import METRICS, column_key
@@ -240,9 +241,31 @@ def render(df: pd.DataFrame, fmt: str = "md", location: str | Path | None = None
 
 
 def write_report(results_dir: str | Path, fmt: str = "md") -> tuple[str, Path]:
-    """Render the report of a results folder and write it beside the rows as report.<md|tex|csv>."""
-    text = render(load_results(results_dir), fmt, results_dir)
+    """Render the report of a results folder, opened by where and when its rows were measured, and
+    write it beside the rows as report.<md|tex|csv>."""
+    df = load_results(results_dir)
+    text = render(df, fmt, results_dir)
+    if fmt != "csv":
+        text = ("" if fmt == "md" else "% ") + provenance(df, _store(results_dir).environments()) + "\n\n" + text
     return text, _store(results_dir).write_text(f"report.{SUFFIXES[fmt]}", text)
+
+
+def provenance(df: pd.DataFrame, environments: dict[str, Any]) -> str:
+    """One line a reader cannot mistake: hardware, commit, dates, and whether the weights were random."""
+    envs = [environments.get(ident, {}) for ident in dict.fromkeys(df["env_id"].dropna())] if "env_id" in df else []
+    dates = f"{str(df['recorded_at'].min())[:10]} – {str(df['recorded_at'].max())[:10]}" if "recorded_at" in df else "unknown dates"
+    return (
+        f"Measured on {', '.join(dict.fromkeys(map(device_name, envs))) or 'an unrecorded device'} at commit "
+        f"{', '.join(dict.fromkeys(map(commit_name, envs))) or 'unknown'}, {dates}; {weights_summary(df)}."
+    )
+
+
+def weights_summary(df: pd.DataFrame) -> str:
+    """Whether rows have real weights, random ones (timing only), or which models have random ones."""
+    random = df["weights_random"].fillna(False).astype(bool) if "weights_random" in df else pd.Series(False, index=df.index)
+    if random.all():
+        return "random weights (timing only)"
+    return "real weights" if not random.any() else f"random weights for {', '.join(dict.fromkeys(df.loc[random, 'model']))} (timing only)"
 
 
 def _store(results_dir: str | Path) -> ResultStore:

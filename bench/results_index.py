@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.report import add_speedup
+from bench.env import commit_name, device_name
+from bench.report import add_speedup, weights_summary
 from bench.store import CELLS_FILE, ResultsError, ResultStore, read_rows
 
 ARCHIVE = "archive"
@@ -62,15 +63,6 @@ class ResultSet:
         return f"superseded by {newer}" if again >= len(self.rows) else f"partly current: {again} of {len(self.rows)} cells measured again in {newer}"
 
 
-def _gpu(env: dict) -> str:
-    return env.get("gpu") or f"CPU ({env.get('cpu') or 'unknown'})"
-
-
-def _commit(env: dict) -> str:
-    commit = (env.get("git_commit") or "unknown")[:7]
-    return commit + ("+dirty" if env.get("git_dirty") else "")
-
-
 def load_set(path: Path, archived: bool) -> ResultSet:
     """A results folder with its rows tagged by GPU and commit (from env.json)."""
     if (path / CELLS_FILE).is_file():
@@ -80,8 +72,8 @@ def load_set(path: Path, archived: bool) -> ResultSet:
         missing = sorted(set(rows["env_id"]) - set(envs))
         if missing:
             raise ResultsError(f"{store.env}: no environment for env id {', '.join(missing)} that rows of {path / CELLS_FILE} name")
-        rows["gpu"] = rows["env_id"].map(lambda ident: _gpu(envs[ident]))
-        rows["commit"] = rows["env_id"].map(lambda ident: _commit(envs[ident]))
+        rows["gpu"] = rows["env_id"].map(lambda ident: device_name(envs[ident]))
+        rows["commit"] = rows["env_id"].map(lambda ident: commit_name(envs[ident]))
         return ResultSet(path.name, path, archived, rows)
     outputs = {file.name: _json(file) for file in sorted(path.glob("*.json"))}
     if not outputs and not any(path.glob("*.md")):
@@ -145,12 +137,10 @@ def _what(s: ResultSet) -> str:
     rows = s.rows
     frames = sorted({f for f in rows["frames"] if isinstance(f, int)})
     span = f"{frames[0]}–{frames[-1]} frames" if len(frames) > 1 else f"{frames[0]} frames" if frames else "all frames"
-    random = rows["weights_random"].fillna(False).astype(bool)
-    weights = "random weights (timing only)" if random.all() else "real weights" if not random.any() else f"random weights for {', '.join(dict.fromkeys(rows.loc[random, 'model']))} (timing only)"
     failed = int((rows["status"] != "ok").sum())
     return (
         f"{', '.join(dict.fromkeys(rows['model']))} × {', '.join(dict.fromkeys(rows['method']))} on {', '.join(dict.fromkeys(rows['dataset']))}, "
-        f"{span}; {len(rows)} cells" + (f" ({failed} not ok)" if failed else "") + f"; {weights}"
+        f"{span}; {len(rows)} cells" + (f" ({failed} not ok)" if failed else "") + f"; {weights_summary(rows)}"
     )
 
 
@@ -163,7 +153,7 @@ def index_table(sets: list[ResultSet]) -> pd.DataFrame:
             "status": s.status,
             "suite": ", ".join(dict.fromkeys(rows["suite"])) if s.measured else "(script outputs)",
             "GPU": ", ".join(dict.fromkeys(rows["gpu"] if s.measured else [e["gpu"] for e in s.script_envs if e.get("gpu")])) or "not recorded",
-            "commit": ", ".join(dict.fromkeys(rows["commit"] if s.measured else [_commit(e) for e in s.script_envs if e.get("git_commit")])) or "not recorded",
+            "commit": ", ".join(dict.fromkeys(rows["commit"] if s.measured else [commit_name(e) for e in s.script_envs if e.get("git_commit")])) or "not recorded",
             "measured": f"{str(rows['recorded_at'].min())[:10]} – {s.last[:10]}" if s.measured else "",
             "what": _what(s),
         })  # fmt: skip
