@@ -89,3 +89,11 @@ def test_plots_have_a_grid_and_skip_random_weight_accuracy(tmp_path):
     written = write_plots(directory)
     assert sorted(p.name for p in written) == ["accuracy_vs_time_m_d.png", "speedup_d.png", "time_s_d.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_a_report_says_where_when_and_with_which_weights(tmp_path):
+    from bench.report import write_report
+
+    directory = gpu_set(tmp_path, "set", "H200", [row("dense", time=2.0), row("fast", time=1.0, model="r", weights_random=True)])
+    text, _ = write_report(directory)
+    assert text.splitlines()[0] == "Measured on H200 at commit abc1234, 2026-11-29 – 2026-11-29; random weights for r (timing only)."
