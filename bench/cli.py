@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import click
-import pandas as pd
 from tabulate import tabulate
 
 import bench
@@ -198,9 +197,7 @@ def compare_command(baseline: Path, new: Path, tolerances: Path | None, allow_mi
     Exits 0 otherwise.
     """
     try:
-        result = compare_mod.compare(
-            pd.DataFrame(read_rows(baseline)), pd.DataFrame(read_rows(new)), compare_mod.load_tolerances(tolerances)
-        )
+        result = compare_mod.compare(report_mod.load_results(baseline), report_mod.load_results(new), compare_mod.load_tolerances(tolerances))
     except (ResultsError, compare_mod.ToleranceError) as err:
         raise click.ClickException(str(err)) from None
     if fmt == "markdown":

@@ -38,8 +38,13 @@ SUFFIXES = {"md": "md", "latex": "tex", "csv": "csv"}
 
 
 def load_results(location: str | Path) -> pd.DataFrame:
-    """The rows of a results folder (newest per cell) as a frame, with a `speedup` column added."""
-    return add_speedup(pd.DataFrame(read_rows(location)))
+    """The rows of a results folder (newest per cell) as a frame, with the `gpu` (or CPU) each was
+    measured on (from env.json) and a `speedup` column added."""
+    df = pd.DataFrame(read_rows(location))
+    environments = ResultStore(cells_path(location).parent).environments()
+    if environments and "env_id" in df:
+        df["gpu"] = df["env_id"].map(lambda ident: device_name(environments.get(ident, {})) if isinstance(ident, str) and ident in environments else None)
+    return add_speedup(df)
 
 
 def metric_columns(df: pd.DataFrame, kinds: tuple[str, ...] = ("value", "diagnostic")) -> list[str]:
@@ -56,7 +61,8 @@ def metric_columns(df: pd.DataFrame, kinds: tuple[str, ...] = ("value", "diagnos
 
 
 def add_speedup(df: pd.DataFrame) -> pd.DataFrame:
-    """`dense_time_s` and `speedup` = dense median time / this row's median time, per inputs_id.
+    """`dense_time_s` and `speedup` = dense median time / this row's median time, per inputs_id
+    and, where rows say (`gpu`), per GPU: a speedup never divides times of two devices.
 
     The baseline is the measured dense row with the same inputs; where several methods are dense
     the one named `dense` wins. Rows without a measured baseline get NaN.
@@ -65,10 +71,11 @@ def add_speedup(df: pd.DataFrame) -> pd.DataFrame:
     for column in ("time_median_s", "method_dense", "status", "method_name", "inputs_id"):
         if column not in df:
             df[column] = np.nan
-    dense = df[(df["method_dense"] == True) & (df["status"] == "ok")]  # noqa: E712  (NaN-safe)
+    pairing = df["inputs_id"].astype(str) + ("|" + df["gpu"].astype(str) if "gpu" in df else "")
+    dense = df.assign(_pair=pairing)[(df["method_dense"] == True) & (df["status"] == "ok")]  # noqa: E712  (NaN-safe)
     dense = dense.assign(_named=dense["method_name"] != "dense").sort_values("_named", kind="stable")
-    baseline = dense.drop_duplicates("inputs_id").set_index("inputs_id")["time_median_s"]
-    df["dense_time_s"] = df["inputs_id"].map(baseline).astype(float)
+    baseline = dense.drop_duplicates("_pair").set_index("_pair")["time_median_s"]
+    df["dense_time_s"] = pairing.map(baseline).astype(float)
     measured = df["status"] == "ok"
     df["speedup"] = np.where(measured, df["dense_time_s"] / df["time_median_s"].astype(float), np.nan)
     return df
@@ -254,8 +261,10 @@ def provenance(df: pd.DataFrame, environments: dict[str, Any]) -> str:
     """One line a reader cannot mistake: hardware, commit, dates, and whether the weights were random."""
     envs = [environments.get(ident, {}) for ident in dict.fromkeys(df["env_id"].dropna())] if "env_id" in df else []
     dates = f"{str(df['recorded_at'].min())[:10]} – {str(df['recorded_at'].max())[:10]}" if "recorded_at" in df else "unknown dates"
+    devices = list(dict.fromkeys(map(device_name, envs)))
+    mixed = " (speedups pair rows of the same GPU only)" if len(devices) > 1 else ""
     return (
-        f"Measured on {', '.join(dict.fromkeys(map(device_name, envs))) or 'an unrecorded device'} at commit "
+        f"Measured on {', '.join(devices) or 'an unrecorded device'}{mixed} at commit "
         f"{', '.join(dict.fromkeys(map(commit_name, envs))) or 'unknown'}, {dates}; {weights_summary(df)}."
     )
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.env import commit_name, device_name
-from bench.report import add_speedup, weights_summary
-from bench.store import CELLS_FILE, ResultsError, ResultStore, read_rows
+from bench.env import commit_name
+from bench.report import load_results, weights_summary
+from bench.store import CELLS_FILE, ResultsError, ResultStore
 
 ARCHIVE = "archive"
 ABOUT = "about.json"
@@ -68,11 +68,10 @@ def load_set(path: Path, archived: bool) -> ResultSet:
     if (path / CELLS_FILE).is_file():
         store = ResultStore(path)
         envs = store.environments()
-        rows = add_speedup(pd.DataFrame(read_rows(path)))
+        rows = load_results(path)
         missing = sorted(set(rows["env_id"]) - set(envs))
         if missing:
             raise ResultsError(f"{store.env}: no environment for env id {', '.join(missing)} that rows of {path / CELLS_FILE} name")
-        rows["gpu"] = rows["env_id"].map(lambda ident: device_name(envs[ident]))
         rows["commit"] = rows["env_id"].map(lambda ident: commit_name(envs[ident]))
         return ResultSet(path.name, path, archived, rows)
     outputs = {file.name: _json(file) for file in sorted(path.glob("*.json"))}

@@ -149,35 +149,22 @@ def run(
     next run.
     """
     started = time.monotonic()
-    cells = select(expansion.cells, only)
-    device = cells[0].device if cells else "cpu"  # one device per expansion
-    if (reason := unavailable(device)) is not None:
-        raise RunError(reason)
+    device = require_device(expansion)
     store.open()
     env_id = store.record_env(fingerprint(device))
-    done = set() if remeasure else store.done()
-    todo = [cell for cell in cells if cell.identity not in done]
-    summary = RunSummary(selected=len(cells), already_done=len(cells) - len(todo))
-    models = _Latest(_build_model, "building the model", release=lambda: free_memory(device))
-    sequences = _Latest(_sequence_loader(expansion.adapters), "loading data")
-    bar = tqdm(todo, unit="cell", desc=cells[0].suite.name if cells else "", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    todo, summary = todo_cells(expansion, store, only, remeasure)
+    models, sequences = cell_caches(expansion, device)
+    bar = tqdm(todo, unit="cell", desc=expansion.cells[0].suite.name if todo else "", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         for cell in bar:
-            if time_limit is not None:
-                elapsed = time.monotonic() - started
-                needed = expect(cell) if expect else None
-                if elapsed > time_limit or (needed is not None and elapsed + needed > time_limit):
-                    summary.out_of_time = True  # left for the next run; a shorter cell after it may still fit
-                    continue
+            if starts_too_late(started, time_limit, expect(cell) if expect else None):
+                summary.out_of_time = True  # left for the next run; a shorter cell after it may still fit
+                continue
             bar.set_postfix_str(cell.cell_id, refresh=True)
             row, arrays = measure(cell, models, sequences, env_id)
-            if arrays:
-                row["raw"] = store.write_raw(cell.identity, arrays)
-            store.append(row)
-            summary.statuses[row["status"]] += 1
+            record(store, row, arrays, summary, bar.write)
             if row["status"] != "ok":
                 free_memory(device)
-                bar.write(f"{cell.cell_id}: {row['status']}: {row['message']}", file=sys.stderr)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
@@ -185,6 +172,46 @@ def run(
         models.clear()
         sequences.clear()
     return summary
+
+
+def require_device(expansion: Expansion) -> str:
+    """The one device of an expansion's cells, after checking this torch can run on it."""
+    device = expansion.cells[0].device if expansion.cells else "cpu"
+    if (reason := unavailable(device)) is not None:
+        raise RunError(reason)
+    return device
+
+
+def todo_cells(expansion: Expansion, store: ResultStore, only: Iterable[str], remeasure: bool) -> tuple[list[Cell], RunSummary]:
+    """The selected cells still to measure (all of them with `remeasure`), and a summary that counts
+    the ones already done."""
+    cells = select(expansion.cells, only)
+    done = set() if remeasure else store.done()
+    todo = [cell for cell in cells if cell.identity not in done]
+    return todo, RunSummary(selected=len(cells), already_done=len(cells) - len(todo))
+
+
+def starts_too_late(started: float, time_limit: float | None, needed: float | None) -> bool:
+    """Whether work that takes `needed` seconds (None: unknown) may no longer start under the limit."""
+    if time_limit is None:
+        return False
+    elapsed = time.monotonic() - started
+    return elapsed > time_limit or (needed is not None and elapsed + needed > time_limit)
+
+
+def cell_caches(expansion: Expansion, device: str) -> tuple["_Latest", "_Latest"]:
+    """The model and sequence caches `measure` takes: consecutive cells share what they can."""
+    return _Latest(_build_model, "building the model", release=lambda: free_memory(device)), _Latest(_sequence_loader(expansion.adapters), "loading data")
+
+
+def record(store: ResultStore, row: dict[str, Any], arrays: dict[str, np.ndarray], summary: RunSummary, echo: Callable[..., None]) -> None:
+    """Write a measured cell: its raw arrays first, then its row; count it, and say why it failed."""
+    if arrays:
+        row["raw"] = store.write_raw(row["id"], arrays)
+    store.append(row)
+    summary.statuses[row["status"]] += 1
+    if row["status"] != "ok":
+        echo(f"{row['cell']}: {row['status']}: {row['message']}", file=sys.stderr)
 
 
 def _build_model(key: tuple[ModelSpec, str]) -> BenchModel:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -226,9 +227,10 @@ class Suite:
     timing: TimingSpec
     metrics: tuple[str, ...]
     metric_options: dict[str, dict[str, Any]]
+    plugins: tuple[str, ...] = ()
 
 
-TOP_KEYS = ("name", "description", "device", "models", "methods", "datasets", "timing", "metrics", "metric_options")
+TOP_KEYS = ("name", "description", "device", "plugins", "models", "methods", "datasets", "timing", "metrics", "metric_options")
 MODEL_KEYS = ("name", "label", "weights", "options")
 METHOD_KEYS = ("name", "label", "params")
 DATASET_KEYS = ("name", "label", "root", "protocol", "variant", "options", "scenes", "frames", "sampling", "preprocess", "metrics", "metric_options")
@@ -257,6 +259,7 @@ def load_suite(path: str | Path) -> Suite:
 def parse_suite(data: Any, source: str = "<suite>") -> Suite:
     """Validate the parsed YAML of a suite (see suites/smoke.yaml for every field)."""
     top = _Field(source, "", data).mapping(TOP_KEYS, required=("name", "models", "methods", "datasets"))
+    plugins = _import_plugins(top["plugins"]) if "plugins" in top else ()
     name = top["name"].label(default="")
     description = top["description"].text() if "description" in top else ""
     device = "cpu"
@@ -271,7 +274,20 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
     datasets = _unique_labels([_parse_dataset(f, metric_names) for f in top["datasets"].items()], top["datasets"])
     timing = _parse_timing(top["timing"]) if "timing" in top else TimingSpec()
     metric_options = _parse_metric_options(top["metric_options"], metric_names) if "metric_options" in top else {}
-    return Suite(source, name, description, device, models, methods, datasets, timing, metric_names, metric_options)
+    return Suite(source, name, description, device, models, methods, datasets, timing, metric_names, metric_options, plugins)
+
+
+def _import_plugins(f: _Field) -> tuple[str, ...]:
+    """Import each named module first (it registers its models, methods, datasets or metrics), so
+    the names below can use them; every process that reads the suite (a distributed run's workers
+    too) imports the same."""
+    names = tuple(item.text() for item in f.items())
+    for k, module in enumerate(names):
+        try:
+            importlib.import_module(module)
+        except Exception as err:
+            f.child(k).fail(f"cannot import plugin {module!r}: {type(err).__name__}: {err}", "an importable module name, e.g. mylab.avggt_plugins")
+    return names
 
 
 def _parse_model(f: _Field) -> ModelSpec:
