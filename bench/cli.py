@@ -14,6 +14,7 @@ from tabulate import tabulate
 
 import bench
 from bench import compare as compare_mod
+from bench import distributed as distributed_mod
 from bench import leaderboard as leaderboard_mod
 from bench import plots
 from bench import report as report_mod
@@ -69,9 +70,11 @@ def main() -> None:
     "--expect-from", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RESULTS_DIR",
     help="With --time-limit: also leave for the next run each cell that, timed as in this earlier run of the same cells, would end after the limit.",
 )
+@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Run on a local Dask cluster: one worker process per GPU (device cuda) or N processes sharing the CPU.")
+@click.option("--scheduler", metavar="ADDRESS", help="Run on a running Dask cluster (e.g. tcp://host:8786), one GPU per worker.")
 def run_command(
     suite_path: Path, out: Path | None, only: tuple[str, ...], device: str | None, fresh: bool, start_from: Path | None, dry_run: bool,
-    time_limit: float | None, expect_from: Path | None,
+    time_limit: float | None, expect_from: Path | None, workers: int | None, scheduler: str | None,
 ) -> None:
     """Run a suite: every model × method × dataset × scene × frame count.
 
@@ -82,6 +85,8 @@ def run_command(
     """
     if expect_from and time_limit is None:
         raise click.UsageError("--expect-from only matters with --time-limit: give both, or leave it out")
+    if workers and scheduler:
+        raise click.UsageError("--workers starts a cluster here, --scheduler uses a running one: give one of them")
     suite, expansion = _load(suite_path, device)
     store = ResultStore(out or Path("results") / suite.name)
     cells = runner.select(expansion.cells, only)
@@ -104,7 +109,10 @@ def run_command(
             if start_from:
                 click.echo(f"took {store.start_from(start_from)} rows from {start_from}", err=True)
             expect = runner.expected_seconds(read_rows(expect_from)) if expect_from else None
-            summary = runner.run(expansion, store, only, time_limit=time_limit, expect=expect, remeasure=fresh)
+            if workers or scheduler:
+                summary = _run_distributed(expansion, store, suite_path, workers, scheduler, only=only, time_limit=time_limit, expect=expect, remeasure=fresh)
+            else:
+                summary = runner.run(expansion, store, only, time_limit=time_limit, expect=expect, remeasure=fresh)
     except (runner.RunError, ResultsError) as err:
         raise click.ClickException(str(err)) from None
     counts = ", ".join(f"{n} {status}" for status, n in summary.statuses.items()) or "nothing new"
@@ -123,6 +131,22 @@ def run_command(
             f"{summary.statuses['error']} of {summary.recorded} cells ended in error (messages above and in {store.cells}); "
             "fix the cause and run the same command again to retry them"
         )
+
+
+def _run_distributed(expansion, store: ResultStore, suite_path: Path, workers: int | None, scheduler: str | None, **options) -> runner.RunSummary:
+    """The run on a Dask cluster: a local one of `workers` processes, or the one at `scheduler`."""
+    from distributed import Client
+
+    device = expansion.cells[0].device if expansion.cells else "cpu"
+    cluster = distributed_mod.local_cluster(workers, device) if workers else None
+    try:
+        with Client(cluster if cluster is not None else scheduler, timeout="60s") as client:
+            return distributed_mod.run(expansion, store, client, suite_path.read_text(), **options)
+    except OSError as err:
+        raise runner.RunError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 @click.command("report")

@@ -69,10 +69,10 @@ def load_set(path: Path, archived: bool) -> ResultSet:
         store = ResultStore(path)
         envs = store.environments()
         rows = load_results(path)
-        missing = sorted(set(rows["env_id"]) - set(envs))
+        missing = sorted(set(rows["env_id"].dropna()) - set(envs))
         if missing:
             raise ResultsError(f"{store.env}: no environment for env id {', '.join(missing)} that rows of {path / CELLS_FILE} name")
-        rows["commit"] = rows["env_id"].map(lambda ident: commit_name(envs[ident]))
+        rows["commit"] = rows["env_id"].map(lambda ident: commit_name(envs[ident]) if ident in envs else "unknown")
         return ResultSet(path.name, path, archived, rows)
     outputs = {file.name: _json(file) for file in sorted(path.glob("*.json"))}
     if not outputs and not any(path.glob("*.md")):

@@ -1,0 +1,288 @@
+"""A suite run on a Dask cluster: one worker process per GPU (or N on a CPU), or a running cluster.
+
+The unit of work is a *group*: every method of one (model, dataset, scene, frame count), run back
+to back by one worker, so a speedup always divides two times from the same GPU. Workers keep
+their model (and its compiled code) from one group to the next; the client hands a free worker
+a group of the model it already holds where one of the longest groups left allows it, else the
+longest group left, so the last GPU does not finish long after the others.
+
+The client (the `avggt-bench run` process) is the only writer of the results folder: a worker
+returns its group's rows, raw arrays and environment, and the client appends and fsyncs each row
+as it arrives. Resume, `--only`, `--fresh`, `--time-limit`, `--expect-from` and Ctrl-C behave as
+in a serial run (`bench.runner`). A worker that dies (killed, out of host memory, a lost node) has
+its group run again on another worker, up to the scheduler's allowed failures; then the group's
+cells are recorded as `error` rows naming the reason. Nothing the client wrote is lost or
+written twice: a group's rows are written only when the whole group has come back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from bench.env import env_id, fingerprint, unavailable
+from bench.flops import count_flops
+from bench.runner import RunError, RunSummary, base_row, cell_caches, free_memory, measure, record, starts_too_late, todo_cells
+from bench.store import ResultStore
+from bench.suite import Cell, Expansion, expand, parse_suite
+
+ALLOWED_FAILURES = 2  # worker deaths a group may cause on a local cluster before its cells are recorded as errors
+SHORTLIST = 0.5  # a free worker may take a group of its own model if that group is at least this share of the longest left
+
+
+@dataclass
+class Group:
+    """Every selected method of one (model, dataset, scene, frames): one worker runs them back to back."""
+
+    cells: list[Cell]
+    seconds: float  # what it should take (for ordering only)
+
+    @property
+    def model(self) -> str:
+        return self.cells[0].model.label
+
+    @property
+    def name(self) -> str:
+        cell = self.cells[0]
+        return f"{cell.model.label}/{cell.dataset.label}/{cell.scene}/{'all' if cell.frames is None else cell.frames}"
+
+
+def groups(cells: Iterable[Cell], expect: Callable[[Cell], float | None] | None = None) -> list[Group]:
+    """The cells grouped by (model, dataset, scene, frames), longest group first."""
+    by_inputs: dict[tuple, list[Cell]] = defaultdict(list)
+    for cell in cells:
+        by_inputs[(cell.model.label, cell.dataset.label, cell.scene, cell.frames)].append(cell)
+    made = [Group(members, sum(_seconds(cell, expect) for cell in members)) for members in by_inputs.values()]
+    return sorted(made, key=lambda g: -g.seconds)
+
+
+def _seconds(cell: Cell, expect: Callable[[Cell], float | None] | None) -> float:
+    """A cell's expected time: from an earlier run of it, else from the FLOP model (its relative
+    cost, enough to order groups), else its frame count squared (global attention dominates)."""
+    measured = expect(cell) if expect else None
+    if measured is not None:
+        return measured
+    frames = cell.frames or 100
+    runs = cell.suite.timing.warmup_for(frames) + cell.suite.timing.repeats_for(frames)
+    key = (cell.model.name, cell.method.label, frames)
+    if key not in _FLOPS:
+        try:
+            _FLOPS[key] = count_flops(cell.model.name, cell.plan, frames, (392, 518)).total  # the crop size: the order is what matters
+        except Exception:  # a model the FLOP model cannot trace (the oracle): its cost grows like attention's
+            _FLOPS[key] = float(frames) ** 2 * 1e9
+    return runs * _FLOPS[key] / 1e14  # about seconds at 100 TFLOP/s
+
+
+_FLOPS: dict[tuple[str, str, int], float] = {}
+
+
+# -- the worker side -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _WorkerState:
+    """What a worker process keeps between groups of one suite: the expansion and its caches."""
+
+    cells: dict[str, Cell]
+    models: Any
+    sequences: Any
+    device: str
+
+
+_STATE: dict[tuple[str, str], _WorkerState] = {}
+
+
+def run_group(suite_text: str, source: str, device: str, identities: list[str]) -> dict[str, Any]:
+    """On a worker: measure the cells `identities` of the suite, back to back; return their rows and
+    raw arrays, the worker's environment and where it ran."""
+    key = (suite_text, device)
+    if key not in _STATE:
+        for other in list(_STATE):  # one suite at a time: drop another's model before loading this one
+            _STATE.pop(other).models.clear()
+        expansion = expand(parse_suite(yaml.safe_load(suite_text), source), device)
+        models, sequences = cell_caches(expansion, device)
+        _STATE[key] = _WorkerState({cell.identity: cell for cell in expansion.cells}, models, sequences, device)
+    state = _STATE[key]
+    environment = fingerprint(device)
+    ident = env_id(environment)
+    measured = []
+    for identity in identities:
+        row, arrays = measure(state.cells[identity], state.models, state.sequences, ident)
+        measured.append((row, arrays))
+        if row["status"] != "ok":
+            free_memory(device)
+    return {"rows": measured, "env": environment, "worker": os.environ.get("AVGGT_BENCH_WORKER", f"{environment['hostname']}:{os.getpid()}")}
+
+
+# -- the client side -----------------------------------------------------------------------------------
+
+
+def local_cluster(workers: int, device: str) -> Any:
+    """A cluster on this machine: one worker process per GPU, each seeing only its own (cuda), or
+    `workers` processes sharing the CPU cores (cpu)."""
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    if device.startswith("cuda:"):
+        raise RunError(f"--workers gives each worker its own GPU; use --device cuda, not {device}")
+    if (reason := unavailable(device)) is not None:
+        raise RunError(reason)
+    if device == "cuda" and workers > torch.cuda.device_count():
+        raise RunError(f"--workers {workers}: this machine has {torch.cuda.device_count()} CUDA devices, one per worker")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(torch.cuda.device_count() if device == "cuda" else 0)))).split(",")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    specs = {}
+    for i in range(workers):
+        env = {"AVGGT_BENCH_WORKER": f"worker {i}" + (f" (GPU {visible[i]})" if device == "cuda" else ""), "OMP_NUM_THREADS": str(threads)}
+        if device == "cuda":
+            env["CUDA_VISIBLE_DEVICES"] = visible[i]
+        specs[f"worker-{i}"] = {"cls": Nanny, "options": {"nthreads": 1, "env": env, "silence_logs": 40, "memory_limit": 0}}  # no host-memory cap: a machine that reports little memory at first (VMs) would have its workers killed
+    scheduler = {"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0", "allowed_failures": ALLOWED_FAILURES}}
+    return SpecCluster(workers=specs, scheduler=scheduler, silence_logs=40)
+
+
+@dataclass
+class _Flight:
+    group: Group
+    worker: str
+
+
+@dataclass
+class _Board:
+    """The progress display: one bar over cells, one status line per worker."""
+
+    bar: Any
+    lines: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+    def show(self, worker: str, text: str) -> None:
+        if not self.progress:
+            return
+        if worker not in self.lines:
+            self.lines[worker] = tqdm(total=0, position=len(self.lines) + 1, bar_format="{desc}", file=sys.stderr, leave=False)
+        self.lines[worker].set_description_str(f"  {worker}: {text}")
+
+    def close(self) -> None:
+        for line in self.lines.values():
+            line.close()
+        self.bar.close()
+
+
+def run(
+    expansion: Expansion,
+    store: ResultStore,
+    client: Any,
+    suite_text: str,
+    only: Iterable[str] = (),
+    progress: bool = True,
+    time_limit: float | None = None,
+    expect: Callable[[Cell], float | None] | None = None,
+    remeasure: bool = False,
+) -> RunSummary:
+    """Measure every selected cell not in `store` on the workers of `client`, as `bench.runner.run` does one by one."""
+    from distributed import as_completed
+
+    started = time.monotonic()
+    device = expansion.cells[0].device if expansion.cells else "cpu"
+    store.open()
+    todo, summary = todo_cells(expansion, store, only, remeasure)
+    waiting = groups(todo, expect)
+    suite = expansion.cells[0].suite if expansion.cells else None
+    board = _Board(tqdm(total=len(todo), unit="cell", desc=suite.name if suite else "", disable=not progress, file=sys.stderr, dynamic_ncols=True), progress=progress)
+    holds: dict[str, str] = {}  # worker address → the model it last loaded
+    names: dict[str, str] = {}  # worker address → its name, for the status lines
+    flying = as_completed()
+    in_flight: dict[Any, _Flight] = {}
+
+    def submit(worker: str) -> None:
+        while waiting:
+            group = _next_for(waiting, holds.get(worker))
+            if starts_too_late(started, time_limit, group.seconds if expect else None):
+                waiting.remove(group)
+                summary.out_of_time = True
+                continue
+            waiting.remove(group)
+            future = client.submit(
+                run_group, suite_text, suite.source, device, [cell.identity for cell in group.cells], pure=False, key=f"group-{group.name}-{time.monotonic_ns()}",
+            )  # no worker restriction: the one worker that is free takes it (a restriction to a worker that dies strands the task)
+            in_flight[future] = _Flight(group, worker)
+            holds[worker] = group.model
+            flying.add(future)
+            board.show(names.get(worker, worker), f"{group.name} ({len(group.cells)} cells)")
+            return
+        board.show(names.get(worker, worker), "idle")
+
+    def feed_idle_workers() -> None:
+        """Give a group to every worker with none: at the start, and to workers that joined (or
+        came back after a crash) since."""
+        busy = {flight.worker for flight in in_flight.values()}
+        workers = client.scheduler_info()["workers"]
+        names.update({address: str(info.get("name", address)) for address, info in workers.items()})
+        for worker in sorted(workers):
+            if worker not in busy and waiting:
+                submit(worker)
+
+    try:
+        client.wait_for_workers(1)
+        feed_idle_workers()
+        for future in flying:
+            flight = in_flight.pop(future)
+            for row, arrays in _outcome(future, flight.group, store):
+                record(store, row, arrays, summary, board.bar.write)
+                board.bar.update(1)
+            submit(flight.worker)
+            feed_idle_workers()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        client.cancel(list(in_flight))
+    finally:
+        board.close()
+    return summary
+
+
+def _next_for(waiting: list[Group], model: str | None) -> Group:
+    """The longest group left, unless one of the model the worker holds is nearly as long."""
+    longest = waiting[0]
+    for group in waiting:
+        if group.seconds < SHORTLIST * longest.seconds:
+            break
+        if group.model == model:
+            return group
+    return longest
+
+
+def _outcome(future: Any, group: Group, store: ResultStore) -> list[tuple[dict[str, Any], dict]]:
+    """The group's rows (with the worker's environment recorded), or error rows saying why it has none."""
+    from distributed import KilledWorker
+
+    try:
+        result = future.result()
+    except KilledWorker as err:
+        reason = f"the worker running this group died {ALLOWED_FAILURES + 1} times or more (killed, out of host memory, or a lost node): {err}"
+        return [_error_row(cell, reason) for cell in group.cells]
+    except Exception as err:  # the group could not start on the worker (its data or suite did not load there)
+        return [_error_row(cell, f"on the worker: {type(err).__name__}: {err}") for cell in group.cells]
+    ident = store.record_env(result["env"])
+    for row, _ in result["rows"]:
+        row["env_id"] = ident
+        row["worker"] = result["worker"]
+    return result["rows"]
+
+
+def _error_row(cell: Cell, message: str) -> tuple[dict[str, Any], dict]:
+    row = base_row(cell, env_id=None)  # no worker environment came back
+    row.update(status="error", message=f"distributed run: {message}", traceback=None, recorded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    return row, {}
+
+
+def suite_text(path: str | Path) -> str:
+    return Path(path).read_text()

@@ -1,0 +1,123 @@
+"""Runs on a local Dask cluster (CPU worker processes): the same cells and values as the serial run,
+each once; a worker killed mid-group has its group run again; a group that keeps killing its
+worker ends as error rows; Ctrl-C, the time limit and the folder lock behave as in a serial run."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import bench.distributed
+from bench.cli import main
+from bench.distributed import Group, _next_for, groups
+from bench.store import ResultStore, read_rows
+from bench.suite import expand, load_suite
+
+REPO = Path(__file__).resolve().parent.parent
+BASELINE = REPO / "results" / "baseline-smoke"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def lines(folder: Path) -> list[str]:
+    return (folder / "cells.jsonl").read_text().splitlines()
+
+
+def dying_suite(tmp_path: Path, die_once: str) -> Path:
+    suite = {
+        "name": "dying",
+        "plugins": ["tests.plugins.dying_oracle"],
+        "models": [{"name": "t-dying-oracle", "label": "dying", "weights": "none", "options": {"die_at": 6, "die_once": die_once}}, {"name": "oracle", "weights": "none"}],
+        "methods": ["dense", "vggt"],
+        "datasets": [{"name": "synthetic", "options": {"length": 8, "height": 48, "width": 64}, "frames": [3, 6]}],
+        "timing": {"warmup": 0, "repeats": 1},
+        "metrics": ["pose"],
+    }
+    path = tmp_path / "dying.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+def test_groups_hold_every_method_of_one_input_longest_first(tmp_path):
+    expansion = expand(load_suite(REPO / "suites" / "smoke.yaml"))
+    made = groups(expansion.cells, expect=lambda cell: float(cell.frames))
+    assert sum(len(g.cells) for g in made) == len(expansion.cells) == 80 and len(made) == 16
+    assert all(len({(c.model.label, c.dataset.label, c.scene, c.frames) for c in g.cells}) == 1 for g in made)
+    assert [g.seconds for g in made] == sorted((g.seconds for g in made), reverse=True)
+    longest = Group(made[0].cells, 10.0)
+    same_model = Group([c for c in expansion.cells if c.model.label == "pi3-tiny"][:1], 6.0)
+    short = Group(same_model.cells, 4.0)
+    assert _next_for([longest, same_model], "pi3-tiny") is same_model  # nearly as long: keep the loaded model
+    assert _next_for([longest, short], "pi3-tiny") is longest  # too short: the longest first
+
+
+def test_two_workers_give_the_serial_cells_and_values_each_once(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", REPO / "suites" / "smoke.yaml", "--out", out, "--workers", "2")
+    assert result.exit_code == 0 and "80 cells: 0 already done, recorded 80 ok" in result.output, result.output
+    assert len(lines(out)) == 80
+    serial = {row["id"]: row for row in read_rows(BASELINE)}  # the serial run of the same suite
+    rows = {row["id"]: row for row in read_rows(out)}
+    assert rows.keys() == serial.keys()
+    values = [c for c in serial[next(iter(serial))] if c.startswith(("pose.", "depth.")) and isinstance(serial[next(iter(serial))][c], float)]
+    for ident, row in rows.items():
+        for column in values:
+            want, got = serial[ident].get(column), row.get(column)
+            assert (want is None and got is None) or math.isclose(want, got, rel_tol=1e-6, abs_tol=1e-9), (row["cell"], column, want, got)
+    assert {row["worker"] for row in rows.values()} == {"worker 0", "worker 1"}
+    assert all(len({rows[c.identity]["worker"] for c in g.cells}) == 1 for g in groups(expand(load_suite(REPO / "suites" / "smoke.yaml")).cells))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_group_has_its_group_run_again(tmp_path):
+    out = tmp_path / "out"
+    mark = tmp_path / "died"
+    result = invoke("run", dying_suite(tmp_path, str(mark)), "--out", out, "--workers", "2")
+    assert mark.exists(), "the worker never died: the test proves nothing"
+    assert result.exit_code == 0 and "recorded 16 ok" in result.output, result.output
+    written = Counter(line.split('"id": "')[1].split('"')[0] for line in lines(out))
+    assert len(written) == 16 and set(written.values()) == {1}  # every cell once, none lost, none twice
+
+
+@pytest.mark.slow
+def test_a_group_that_keeps_killing_its_worker_ends_as_error_rows(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", dying_suite(tmp_path, ""), "--out", out, "--workers", "2")
+    assert result.exit_code == 1 and "4 of 16 cells ended in error" in result.output, result.output
+    failed = [row for row in read_rows(out) if row["status"] == "error"]
+    assert {row["cell"].split("/")[0] for row in failed} == {"dying"} and {row["frames"] for row in failed} == {6}
+    assert all("the worker running this group died" in row["message"] for row in failed)
+    assert len(lines(out)) == 16
+
+
+def test_ctrl_c_time_limit_and_lock_behave_as_in_a_serial_run(tmp_path, monkeypatch):
+    suite = dying_suite(tmp_path, str(tmp_path / "never"))
+    out = tmp_path / "out"
+    with ResultStore(out).locked():
+        refused = invoke("run", suite, "--out", out, "--workers", "1")
+    assert refused.exit_code == 1 and "is being written by pid" in refused.output
+
+    none = invoke("run", suite, "--out", out, "--workers", "1", "--time-limit", "0")
+    assert none.exit_code == 0 and "Time limit reached: 16 cells left" in none.output
+
+    recorded = bench.distributed.record
+
+    def stop_after_one_group(store, row, arrays, summary, echo):
+        recorded(store, row, arrays, summary, echo)
+        if summary.recorded == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.distributed, "record", stop_after_one_group)
+    stopped = invoke("run", suite, "--out", out, "--workers", "1")
+    assert stopped.exit_code == 130 and "Run the same command again to resume" in stopped.output
+    assert len(lines(out)) == 2
+    monkeypatch.setattr(bench.distributed, "record", recorded)
+    resumed = invoke("run", suite, "--out", out, "--workers", "1")
+    assert resumed.exit_code == 0 and "16 cells: 2 already done, recorded 14 ok" in resumed.output
