@@ -68,7 +68,8 @@ def main() -> None:
 )
 @click.option(
     "--expect-from", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RESULTS_DIR",
-    help="With --time-limit: also leave for the next run each cell that, timed as in this earlier run of the same cells, would end after the limit.",
+    help="With --time-limit: also leave for the next run each cell that, timed as in this earlier run of the same cells, would end after the limit. "
+    "With --workers/--scheduler: also the order of the work, longest first (else the FLOP model's).",
 )
 @click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Run on a local Dask cluster: one worker process per GPU (device cuda) or N processes sharing the CPU.")
 @click.option("--scheduler", metavar="ADDRESS", help="Run on a running Dask cluster (e.g. tcp://host:8786), one GPU per worker.")
@@ -83,8 +84,8 @@ def run_command(
     ok or oom; error rows are retried), so an interrupted run resumes where it stopped. One run
     writes a results folder at a time. Exits 1 when a cell ended in `error`.
     """
-    if expect_from and time_limit is None:
-        raise click.UsageError("--expect-from only matters with --time-limit: give both, or leave it out")
+    if expect_from and time_limit is None and not (workers or scheduler):
+        raise click.UsageError("--expect-from only matters with --time-limit (or --workers/--scheduler): give both, or leave it out")
     if workers and scheduler:
         raise click.UsageError("--workers starts a cluster here, --scheduler uses a running one: give one of them")
     suite, expansion = _load(suite_path, device)
