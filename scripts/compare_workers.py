@@ -2,7 +2,7 @@
 measure what the distributed runner gains: wall time of each run, their ratio, and every cell's
 time in both (which should agree within noise: each cell runs on one GPU either way).
 
-    python -m scripts.compare_workers suites/speed.yaml OUT --workers 2 --only '*/avggt/*/*/100'
+    python -m scripts.compare_workers suites/speed.yaml OUT --workers 2 --only '*/avggt/*/*/100' [--expect-from RESULTS]
 
 Writes OUT/workers-1/ and OUT/workers-N/ (results folders), and OUT/comparison.json and .md.
 """
@@ -22,8 +22,9 @@ from bench.env import fingerprint
 from bench.store import read_rows
 
 
-def timed_run(suite: str, out: Path, workers: int, only: list[str]) -> float:
+def timed_run(suite: str, out: Path, workers: int, only: list[str], expect_from: str | None) -> float:
     command = [sys.executable, "-m", "bench.cli", "run", suite, "--out", str(out), "--workers", str(workers), *[a for glob in only for a in ("--only", glob)]]
+    command += ["--expect-from", expect_from] if expect_from else []
     started = time.monotonic()
     subprocess.run(command, check=True)
     return time.monotonic() - started
@@ -35,8 +36,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", action="append", default=[])
+    parser.add_argument("--expect-from", help="an earlier results folder of the suite: the order of the work, longest first")
     args = parser.parse_args()
-    walls = {n: timed_run(args.suite, args.out / f"workers-{n}", n, args.only) for n in (1, args.workers)}
+    walls = {n: timed_run(args.suite, args.out / f"workers-{n}", n, args.only, args.expect_from) for n in (1, args.workers)}
     one, many = ({r["cell"]: r for r in read_rows(args.out / f"workers-{n}")} for n in (1, args.workers))
     cells = [
         {"cell": cell, "time_1_s": one[cell]["time_median_s"], f"time_{args.workers}_s": many[cell]["time_median_s"],
