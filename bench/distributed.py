@@ -121,7 +121,10 @@ def run_group(suite_text: str, source: str, device: str, identities: list[str]) 
         measured.append((row, arrays))
         if row["status"] != "ok":
             free_memory(device)
-    return {"rows": measured, "env": environment, "worker": os.environ.get("AVGGT_BENCH_WORKER", f"{environment['hostname']}:{os.getpid()}")}
+    from distributed import get_worker
+
+    name = os.environ.get("AVGGT_BENCH_WORKER", f"{environment['hostname']}:{os.getpid()}")
+    return {"rows": measured, "env": environment, "worker": name, "address": get_worker().address}
 
 
 # -- the client side -----------------------------------------------------------------------------------
@@ -205,7 +208,7 @@ def run(
 
     def submit(worker: str) -> None:
         while waiting:
-            group = _next_for(waiting, holds.get(worker))
+            group = _next_for(waiting, holds.get(worker), {m for w, m in holds.items() if w != worker})
             if starts_too_late(started, time_limit, group.seconds if expect else None):
                 waiting.remove(group)
                 summary.out_of_time = True
@@ -236,10 +239,14 @@ def run(
         feed_idle_workers()
         for future in flying:
             flight = in_flight.pop(future)
+            worker = _ran_on(future, flight.worker)  # where the scheduler actually put it
+            if worker != flight.worker:
+                holds.pop(flight.worker, None)
+            holds[worker] = flight.group.model
             for row, arrays in _outcome(future, flight.group, store):
                 record(store, row, arrays, summary, board.bar.write)
                 board.bar.update(1)
-            submit(flight.worker)
+            submit(worker)
             feed_idle_workers()
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -249,15 +256,25 @@ def run(
     return summary
 
 
-def _next_for(waiting: list[Group], model: str | None) -> Group:
-    """The longest group left, unless one of the model the worker holds is nearly as long."""
+def _next_for(waiting: list[Group], model: str | None, held_elsewhere: set[str] = frozenset()) -> Group:
+    """The longest group left, unless one nearly as long (the shortlist) needs no new model: one
+    of the model the worker holds, or, for a worker that holds none yet, one of a model no other
+    worker holds (so the first groups spread the models over the workers, each compiled once)."""
     longest = waiting[0]
-    for group in waiting:
-        if group.seconds < SHORTLIST * longest.seconds:
-            break
-        if group.model == model:
-            return group
+    shortlist = [group for group in waiting if group.seconds >= SHORTLIST * longest.seconds]
+    for wanted in ([model] if model is not None else []) or [m for m in dict.fromkeys(g.model for g in shortlist) if m not in held_elsewhere]:
+        for group in shortlist:
+            if group.model == wanted:
+                return group
     return longest
+
+
+def _ran_on(future: Any, guess: str) -> str:
+    """The address of the worker that ran a finished group (`guess` when it has no result)."""
+    try:
+        return future.result()["address"]
+    except Exception:
+        return guess
 
 
 def _outcome(future: Any, group: Group, store: ResultStore) -> list[tuple[dict[str, Any], dict]]:

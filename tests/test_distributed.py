@@ -56,6 +56,9 @@ def test_groups_hold_every_method_of_one_input_longest_first(tmp_path):
     short = Group(same_model.cells, 4.0)
     assert _next_for([longest, same_model], "pi3-tiny") is same_model  # nearly as long: keep the loaded model
     assert _next_for([longest, short], "pi3-tiny") is longest  # too short: the longest first
+    other = Group(same_model.cells, 9.0)
+    assert _next_for([longest, other], None, {longest.model}) is other  # a fresh worker takes a model no other worker holds
+    assert _next_for([longest, other], None) is longest
 
 
 def test_two_workers_give_the_serial_cells_and_values_each_once(tmp_path):
