@@ -21,7 +21,7 @@ import datetime as dt
 import os
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -208,7 +208,12 @@ def run(
 
     def submit(worker: str) -> None:
         while waiting:
-            group = _next_for(waiting, holds.get(worker), {m for w, m in holds.items() if w != worker})
+            alive = client.scheduler_info()["workers"]
+            group = _next_for(waiting, holds.get(worker), Counter(m for w, m in holds.items() if w != worker and w in alive))
+            if group is None and not in_flight:
+                group = waiting[0]  # no holder is busy: someone must load it
+            if group is None:
+                break  # what is left is better run by the workers that hold its model, once they are free
             if starts_too_late(started, time_limit, group.seconds if expect else None):
                 waiting.remove(group)
                 summary.out_of_time = True
@@ -256,17 +261,25 @@ def run(
     return summary
 
 
-def _next_for(waiting: list[Group], model: str | None, held_elsewhere: set[str] = frozenset()) -> Group:
-    """The longest group left, unless one nearly as long (the shortlist) needs no new model: one
-    of the model the worker holds, or, for a worker that holds none yet, one of a model no other
-    worker holds (so the first groups spread the models over the workers, each compiled once)."""
+def _next_for(waiting: list[Group], model: str | None, held_elsewhere: Counter) -> Group | None:
+    """What a free worker holding `model` should run next, or None to stay idle.
+
+    Longest first, but a model change costs a load and a compile, so: a group of the worker's
+    own model if one is nearly as long as the longest left (the shortlist); else the longest group
+    of a model no other worker holds; else one of a model others hold when more of its groups are
+    left than workers holding it. Otherwise the groups left are better run by their holders."""
     longest = waiting[0]
-    shortlist = [group for group in waiting if group.seconds >= SHORTLIST * longest.seconds]
-    for wanted in ([model] if model is not None else []) or [m for m in dict.fromkeys(g.model for g in shortlist) if m not in held_elsewhere]:
-        for group in shortlist:
-            if group.model == wanted:
+    if model is not None:
+        for group in waiting:
+            if group.seconds < SHORTLIST * longest.seconds:
+                break
+            if group.model == model:
                 return group
-    return longest
+    for group in waiting:
+        if group.model == model or not held_elsewhere[group.model]:
+            return group
+    left = Counter(group.model for group in waiting)
+    return next((group for group in waiting if left[group.model] > held_elsewhere[group.model]), None)
 
 
 def _ran_on(future: Any, guess: str) -> str:

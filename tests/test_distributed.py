@@ -51,14 +51,16 @@ def test_groups_hold_every_method_of_one_input_longest_first(tmp_path):
     assert sum(len(g.cells) for g in made) == len(expansion.cells) == 80 and len(made) == 16
     assert all(len({(c.model.label, c.dataset.label, c.scene, c.frames) for c in g.cells}) == 1 for g in made)
     assert [g.seconds for g in made] == sorted((g.seconds for g in made), reverse=True)
-    longest = Group(made[0].cells, 10.0)
-    same_model = Group([c for c in expansion.cells if c.model.label == "pi3-tiny"][:1], 6.0)
-    short = Group(same_model.cells, 4.0)
-    assert _next_for([longest, same_model], "pi3-tiny") is same_model  # nearly as long: keep the loaded model
-    assert _next_for([longest, short], "pi3-tiny") is longest  # too short: the longest first
-    other = Group(same_model.cells, 9.0)
-    assert _next_for([longest, other], None, {longest.model}) is other  # a fresh worker takes a model no other worker holds
-    assert _next_for([longest, other], None) is longest
+    vggt = [c for c in expansion.cells if c.model.label == "vggt-tiny"][:1]
+    pi3 = [c for c in expansion.cells if c.model.label == "pi3-tiny"][:1]
+    long_vggt, long_pi3, short_pi3, short_vggt = Group(vggt, 10.0), Group(pi3, 6.0), Group(pi3, 4.0), Group(vggt, 3.0)
+    nobody = Counter()
+    assert _next_for([long_vggt, long_pi3], "pi3-tiny", nobody) is long_pi3  # nearly as long: keep the loaded model
+    assert _next_for([long_vggt, short_pi3], "pi3-tiny", nobody) is long_vggt  # too short: the longest first
+    assert _next_for([long_vggt, long_pi3], None, Counter({"vggt-tiny": 1})) is long_pi3  # a fresh worker takes a model no one holds
+    assert _next_for([long_vggt, long_pi3], None, nobody) is long_vggt
+    assert _next_for([short_vggt], "pi3-tiny", Counter({"vggt-tiny": 1})) is None  # its holder takes it: no second compile
+    assert _next_for([long_vggt, short_vggt], "pi3-tiny", Counter({"vggt-tiny": 1})) is long_vggt  # more left than holders
 
 
 def test_two_workers_give_the_serial_cells_and_values_each_once(tmp_path):
