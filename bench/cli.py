@@ -13,6 +13,7 @@ import click
 from tabulate import tabulate
 
 import bench
+from bench import analysis as analysis_mod
 from bench import compare as compare_mod
 from bench import distributed as distributed_mod
 from bench import leaderboard as leaderboard_mod
@@ -89,6 +90,8 @@ def run_command(
     if workers and scheduler:
         raise click.UsageError("--workers starts a cluster here, --scheduler uses a running one: give one of them")
     suite, expansion = _load(suite_path, device)
+    if suite.analysis is not None:
+        raise click.ClickException(f"{suite_path} is an analysis suite (it has `analysis:` settings): run `avggt-bench analyze {suite_path}`")
     store = ResultStore(out or Path("results") / suite.name)
     cells = runner.select(expansion.cells, only)
     if only and not cells:
@@ -148,6 +151,42 @@ def _run_distributed(expansion, store: ResultStore, suite_path: Path, workers: i
     finally:
         if cluster is not None:
             cluster.close()
+
+
+@click.command("analyze")
+@click.argument("suite_path", metavar="SUITE.yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Results folder [default: results/<suite name>].")
+@click.option("--device", callback=device_option, metavar="cpu|cuda|cuda:N", help="Device to run on [default: the suite's `device`].")
+def analyze_command(suite_path: Path, out: Path | None, device: str | None) -> None:
+    """Measure what each global attention layer of the suite's model does, and choose AVGGT's
+    t_early and σ from it.
+
+    SUITE.yaml has `analysis:` settings and one model. For every global layer and head, on scenes
+    with ground-truth depth and poses: attention on the true correspondence in other frames (top-1
+    hit, mass) against chance, where the attention goes (other frames, own frame, special tokens,
+    reference frame), entropy. Then ablations as ordinary cells: each layer alone as frame
+    attention, the first t layers (t = 1 … all), σ swept at t_early. Prints the plan whose accuracy
+    stays within the tolerance of dense at the lowest cost, with the evidence; writes
+    OUT/analysis.md, OUT/recommendation.json and OUT/plots/. Resumable like `run`; exits 1 when a
+    cell ended in error.
+    """
+    suite, _ = _load(suite_path, device)
+    if suite.analysis is None:
+        raise click.ClickException(f"{suite_path}: no `analysis:` settings; add them (see README, 'Roles of global attention') or run it with `avggt-bench run`")
+    store = ResultStore(out or Path("results") / suite.name)
+    try:
+        with store.locked():
+            summary = analysis_mod.analyze(suite, store, device)
+    except (runner.RunError, ResultsError, SuiteError, analysis_mod.AnalysisError) as err:
+        raise click.ClickException(str(err)) from None
+    if summary.interrupted:
+        click.echo(f"Interrupted: the finished rows in {store.cells} are kept. Run the same command again to resume.", err=True)
+        sys.exit(130)
+    click.echo("\n".join(summary.recommendation.lines()))
+    for path in summary.written:
+        click.echo(f"wrote {path}", err=True)
+    if summary.errors:
+        raise click.ClickException(f"{summary.errors} cells ended in error (messages above and in {store.cells}); fix the cause and run the same command again to retry them")
 
 
 @click.command("report")
@@ -277,9 +316,14 @@ def validate_command(suite_path: Path) -> None:
     for; then count its cells."""
     suite, expansion = _load(suite_path)
     try:
+        if suite.analysis is not None:
+            _, expansion = analysis_mod.first_phase(suite)
         check_frames(suite, expansion, progress=True)
     except SuiteError as err:
         raise click.ClickException(str(err)) from None
+    if suite.analysis is not None:
+        click.echo(f"{suite_path}: valid analysis suite; {len(expansion.cells)} ablation cells before the σ sweep; run `avggt-bench analyze {suite_path}`")
+        return
     for note in expansion.skipped:
         click.echo(note)
     click.echo(
@@ -288,7 +332,7 @@ def validate_command(suite_path: Path) -> None:
     )
 
 
-for command in (run_command, report_command, leaderboard_command, index_command, compare_command, list_command, validate_command, predict, check_data):
+for command in (run_command, analyze_command, report_command, leaderboard_command, index_command, compare_command, list_command, validate_command, predict, check_data):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 accuracy against time. One figure per quantity, panels in a grid of at most four a row, log axes
 labelled in plain numbers. Accuracy is plotted only for metric values (no counts or fitted
 scales) and only for rows with real weights: random weights have no accuracy to show.
+
+The analysis of global attention (`bench.analysis`) has its own figures, at the end: statistics by
+layer, ablations by layer, and accuracy against time for its sweeps (titled as random weights
+where they are: those show the procedure, not a result).
 """
 
 from __future__ import annotations
@@ -133,3 +137,70 @@ def write_plots(results_dir: str | Path) -> list[Path]:
     for name, fig in sweep_figures(summary) + accuracy_figures(summary, metric_columns(df, ("value",))):
         written.append(store.write_bytes(f"plots/{name}.png", png(fig)))
     return written
+
+
+# -- the analysis of global attention (bench.analysis) ---------------------------------------------
+
+
+def _integer_ticks(axis: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def attention_role_figures(table: pd.DataFrame, uniform: dict[str, float], title: str, name: str) -> list[tuple[str, Any]]:
+    """One figure of a layer table (`bench.analysis.layer_table`): correspondence (top-1 hit, mass
+    near the true patch) and where the attention goes, a line per statistic over the layer index;
+    dashed, in the same colour, what uniform attention scores."""
+    fig, (left, right) = _grid(2, f"global attention by layer · {title}")
+    panels = ((left, ("hit", "mass"), "correspondence"), (right, ("other", "own", "special", "reference", "entropy"), "share of attention (entropy: of log N)"))
+    for ax, names, label in panels:
+        for statistic in names:
+            if table[statistic].notna().any():
+                (line,) = ax.plot(table["layer"], table[statistic], marker="o", label=statistic)
+                ax.axhline(uniform[statistic], color=line.get_color(), linestyle="--", linewidth=0.8)
+        ax.set(xlabel="global layer", ylabel=label, ylim=(-0.02, 1.02))
+        _integer_ticks(ax.xaxis)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    left.set_title("dashed: chance (uniform attention)", fontsize="small")
+    fig.tight_layout()
+    return [(slug("attention_by_layer", name), fig)]
+
+
+def ablation_figures(tables: dict[str, pd.DataFrame], column: str, tolerance: float, chosen: Any, title: str, name: str) -> list[tuple[str, Any]]:
+    """Ablations of one (dataset, frames) group (`bench.analysis.ablation_tables`): the accuracy
+    change against dense by layer (each layer alone, and the first t layers), and accuracy against
+    median time for the t and σ sweeps, the chosen plan starred."""
+    figures = []
+    fig, (ax,) = _grid(1, f"ablations by layer · {title}")
+    if "single" in tables:
+        ax.plot(tables["single"]["layer"], tables["single"]["change"], marker="o", label="this layer alone as frame attention")
+    if "t" in tables:
+        ax.plot(tables["t"]["t_early"] - 1, tables["t"]["change"], marker="s", label="layers 0 … this one as frame attention")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.axhspan(-tolerance, 0.0, color="tab:green", alpha=0.15, label=f"tolerance {tolerance:g}")
+    ax.set(xlabel="global layer", ylabel=f"{column} change vs dense")
+    _integer_ticks(ax.xaxis)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    figures.append((slug("ablation_by_layer", name), fig))
+
+    fig, (ax,) = _grid(1, f"accuracy vs time · {title}")
+    for kind, key, marker in (("t", "t_early", "s"), ("σ", "sigma", "^")):
+        if kind in tables:
+            points = tables[kind]
+            ax.plot(points["time_s"], points[column], marker=marker, label=f"{kind} sweep" if kind == "t" else f"σ sweep at t_early {int(points['t_early'].iloc[0])}")
+            for _, point in points.iterrows():
+                ax.annotate(f"{kind}={int(point[key])}", (point["time_s"], point[column]), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+    picked = [t for t in tables.values() if "method" in t and (t["method"] == chosen.method).any()]
+    if picked:
+        point = picked[0][picked[0]["method"] == chosen.method].iloc[0]
+        ax.scatter([point["time_s"]], [point[column]], marker="*", s=250, color="gold", edgecolor="black", zorder=3, label="recommended")
+    ax.set(xlabel="median time (s)", ylabel=column)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    figures.append((slug("accuracy_vs_time_sweeps", name), fig))
+    return figures

@@ -38,9 +38,10 @@ SUFFIXES = {"md": "md", "latex": "tex", "csv": "csv"}
 
 
 def load_results(location: str | Path) -> pd.DataFrame:
-    """The rows of a results folder (newest per cell) as a frame, with the `gpu` (or CPU) each was
-    measured on (from env.json) and a `speedup` column added."""
-    df = pd.DataFrame(read_rows(location))
+    """The measured rows of a results folder (newest per cell) as a frame, with the `gpu` (or CPU)
+    each was measured on (from env.json) and a `speedup` column added. An analysis's attention
+    statistics rows are not measurements of a method: `bench.analysis` reads them."""
+    df = pd.DataFrame([row for row in read_rows(location) if row.get("analysis") is None])  # attention statistics: bench.analysis
     environments = ResultStore(cells_path(location).parent).environments()
     if environments and "env_id" in df:
         df["gpu"] = df["env_id"].map(lambda ident: device_name(environments.get(ident, {})) if isinstance(ident, str) and ident in environments else None)

@@ -140,9 +140,12 @@ def run(
     time_limit: float | None = None,
     expect: Callable[[Cell], float | None] | None = None,
     remeasure: bool = False,
+    measure_cell: Callable[..., tuple[dict[str, Any], dict[str, np.ndarray]]] | None = None,
 ) -> RunSummary:
     """Measure every selected cell not already in `store` (with `remeasure`, every selected cell:
     the new rows supersede the old, which stay in the file), appending one row per cell.
+    `measure_cell` (default `measure`) makes each cell's row and raw arrays from the cell, the
+    model and sequence caches and the environment id.
 
     With `time_limit` (seconds), no cell starts once that much time has passed, nor a cell that
     `expect` says would end after it (`expected_seconds`); the cells left are measured by the
@@ -161,7 +164,7 @@ def run(
                 summary.out_of_time = True  # left for the next run; a shorter cell after it may still fit
                 continue
             bar.set_postfix_str(cell.cell_id, refresh=True)
-            row, arrays = measure(cell, models, sequences, env_id)
+            row, arrays = (measure_cell or measure)(cell, models, sequences, env_id)
             record(store, row, arrays, summary, bar.write)
             if row["status"] != "ok":
                 free_memory(device)
@@ -268,19 +271,25 @@ def base_row(cell: Cell, env_id: str) -> dict[str, Any]:
     }
 
 
+def load_inputs(cell: Cell, models: _Latest, sequences: _Latest, row: dict[str, Any]) -> tuple[BenchModel, Sequence]:
+    """The model and preprocessed sequence of a cell (from the caches), with what they are noted in
+    `row`: the weights, the frames drawn, the image size. A failure is a CellFailure naming its stage."""
+    model = models.get((cell.model, cell.device))
+    row.update(model.weights_info.as_row())
+    seq = sequences.get((cell.dataset, cell.scene, cell.frames, cell.preprocess))
+    row.update(seq.sampling)
+    row.update(frames_used=seq.num_frames, image_size=list(seq.image_size))
+    return model, seq
+
+
 def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The row of one cell (timing and metrics, or the failure that stopped it) and the raw arrays
     to keep beside it: the frame ids and each metric's per-pair / per-frame values."""
     row = base_row(cell, env_id)
     arrays: dict[str, np.ndarray] = {}
-    stage = "building the model"
+    stage = "loading the model and data"
     try:
-        model = models.get((cell.model, cell.device))
-        row.update(model.weights_info.as_row())
-        stage = "loading data"
-        seq = sequences.get((cell.dataset, cell.scene, cell.frames, cell.preprocess))
-        row.update(seq.sampling)
-        row.update(frames_used=seq.num_frames, image_size=list(seq.image_size))
+        model, seq = load_inputs(cell, models, sequences, row)
         arrays["frame_ids"] = np.asarray(seq.frame_ids, dtype=str)
         stage = "forward pass"
         images = torch.from_numpy(seq.images).to(cell.device)
@@ -299,10 +308,10 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> tup
             values, per_item = split_raw(METRICS.get(name)(pred, gt, **cell.metric_options.get(name, {})))
             row.update({f"{name}.{key}": v.item() if isinstance(v, np.generic) else v for key, v in values.items()})
             arrays.update({f"{name}.{key}": v for key, v in per_item.items()})
-        row.update(status="ok", recorded_at=_now())
+        row.update(status="ok", recorded_at=now())
     except Exception as exc:
         failure = exc if isinstance(exc, CellFailure) else CellFailure.from_exception(exc, stage)
-        row.update(failure.as_row(), recorded_at=_now())
+        row.update(failure.as_row(), recorded_at=now())
         arrays = {}
     return row, arrays
 
@@ -316,5 +325,6 @@ def metric_inputs(prediction: Prediction, seq: Sequence) -> tuple[dict[str, np.n
     return pred, gt
 
 
-def _now() -> str:
+def now() -> str:
+    """When a row is recorded: UTC, to the second."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -27,6 +27,7 @@ from tqdm import tqdm
 import metrics as metrics_pkg
 from bench.methods import METHODS, MethodNotApplicable, resolve_plan
 from bench.models import MODELS, ModelTraits, meta_model
+from bench.methods.params import sigma as param_sigma
 from bench.models.weights import WeightsError, check_weights
 from bench.preprocess import PREPROCESS
 from bench.protocols import PROTOCOLS, Protocol, Setting
@@ -60,7 +61,7 @@ class _Field:
     value: Any
 
     def fail(self, what: str, allowed: str | None = None) -> NoReturn:
-        raise SuiteError(f"{self.source}: {self.path or '(top level)'}: {what}" + (f"; allowed: {allowed}" if allowed else ""))
+        fail_at(self.source, self.path, what, allowed)
 
     def child(self, key: str | int) -> "_Field":
         path = f"{self.path}[{key}]" if isinstance(key, int) else f"{self.path}.{key}" if self.path else str(key)
@@ -133,6 +134,11 @@ class _Field:
             return os.environ[var]
 
         return os.path.expanduser(ENV_VAR.sub(lookup, self.text()))
+
+
+def fail_at(source: str, path: str, what: str, allowed: str | None = None) -> NoReturn:
+    """Raise the SuiteError of a field: for checks made after parsing, where only the path is known."""
+    raise SuiteError(f"{source}: {path or '(top level)'}: {what}" + (f"; allowed: {allowed}" if allowed else ""))
 
 
 def _kind(value: Any) -> str:
@@ -215,6 +221,27 @@ class TimingSpec:
         return _by_frames(self.warmup, self.warmup_above, frames)
 
 
+ANALYSIS_COSTS = ("time", "flops")
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """The `analysis:` settings of a suite (bench.analysis): how attention is sampled and scored,
+    and what the recommendation minimises under which accuracy tolerance."""
+
+    queries: int = 256  # query patches sampled per scene (with ground-truth depth)
+    radius: int = 1  # a correspondence hit lies within this many patches (Chebyshev) of the true patch
+    seed: int = 0  # of the query sampling
+    accuracy: str = "pose.auc30"  # the metric value that decides the recommendation
+    tolerance: float = 1.0  # how far (in that value's units) a plan may fall behind dense
+    cost: str = "time"  # what the recommendation minimises: measured median time, or global-attention FLOPs
+    sigmas: tuple[int, ...] = (2, 4, 9)  # swept with the first t_early global layers as frame attention
+    t_early: int | None = None  # the t_early of the σ sweep; None: the one the t sweep recommends
+
+    def as_row(self) -> dict[str, Any]:
+        return {"queries": self.queries, "radius": self.radius, "seed": self.seed}
+
+
 @dataclass(frozen=True)
 class Suite:
     source: str
@@ -228,9 +255,11 @@ class Suite:
     metrics: tuple[str, ...]
     metric_options: dict[str, dict[str, Any]]
     plugins: tuple[str, ...] = ()
+    analysis: AnalysisSpec | None = None  # an analysis suite: one model, methods generated (the ablations)
 
 
-TOP_KEYS = ("name", "description", "device", "plugins", "models", "methods", "datasets", "timing", "metrics", "metric_options")
+TOP_KEYS = ("name", "description", "device", "plugins", "models", "methods", "datasets", "timing", "metrics", "metric_options", "analysis")
+ANALYSIS_KEYS = ("queries", "radius", "seed", "accuracy", "tolerance", "cost", "sigmas", "t_early")
 MODEL_KEYS = ("name", "label", "weights", "options")
 METHOD_KEYS = ("name", "label", "params")
 DATASET_KEYS = ("name", "label", "root", "protocol", "variant", "options", "scenes", "frames", "sampling", "preprocess", "metrics", "metric_options")
@@ -258,8 +287,12 @@ def load_suite(path: str | Path) -> Suite:
 
 def parse_suite(data: Any, source: str = "<suite>") -> Suite:
     """Validate the parsed YAML of a suite (see suites/smoke.yaml for every field)."""
-    top = _Field(source, "", data).mapping(TOP_KEYS, required=("name", "models", "methods", "datasets"))
+    top = _Field(source, "", data).mapping(TOP_KEYS, required=("name", "models", "datasets"))
     plugins = _import_plugins(top["plugins"]) if "plugins" in top else ()
+    if "analysis" in top and "methods" in top:
+        top["methods"].fail("an analysis suite generates its methods (the ablations of its model's global layers)", "no `methods:` beside `analysis:`")
+    if "analysis" not in top and "methods" not in top:
+        _Field(source, "methods", None).fail("missing", "a value for 'methods' (or `analysis:` settings, for `avggt-bench analyze`)")
     name = top["name"].label(default="")
     description = top["description"].text() if "description" in top else ""
     device = "cpu"
@@ -269,12 +302,59 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
         except ValueError:
             top["device"].fail(f"unknown device {top['device'].value!r}", "cpu, cuda, cuda:N")
     models = _unique_labels([_parse_model(f) for f in top["models"].items()], top["models"])
-    methods = _unique_labels([_parse_method(f) for f in top["methods"].items()], top["methods"])
+    methods = _unique_labels([_parse_method(f) for f in top["methods"].items()], top["methods"]) if "methods" in top else ()
     metric_names = _parse_metrics(top["metrics"]) if "metrics" in top else ()
     datasets = _unique_labels([_parse_dataset(f, metric_names) for f in top["datasets"].items()], top["datasets"])
     timing = _parse_timing(top["timing"]) if "timing" in top else TimingSpec()
     metric_options = _parse_metric_options(top["metric_options"], metric_names) if "metric_options" in top else {}
-    return Suite(source, name, description, device, models, methods, datasets, timing, metric_names, metric_options, plugins)
+    analysis = None
+    if "analysis" in top:
+        if len(models) != 1:
+            top["models"].fail(f"an analysis suite measures one model, got {len(models)}", "one entry (write one suite per model)")
+        analysis = _parse_analysis(top["analysis"], [spec.metrics if spec.metrics is not None else metric_names for spec in datasets])
+    return Suite(source, name, description, device, models, methods, datasets, timing, metric_names, metric_options, plugins, analysis)
+
+
+def _parse_analysis(f: _Field, dataset_metrics: list[tuple[str, ...]]) -> AnalysisSpec:
+    """`analysis:` settings; the accuracy value must be one every dataset entry is scored with."""
+    keys = f.mapping(ANALYSIS_KEYS) if f.value is not None else {}
+    values: dict[str, Any] = {name: keys[name].integer(low) for name, low in (("queries", 1), ("radius", 0), ("seed", 0)) if name in keys}
+    if "accuracy" in keys:
+        values["accuracy"] = keys["accuracy"].text()
+    column = values.get("accuracy", AnalysisSpec.accuracy)
+    metric = column.partition(".")[0]
+    where = keys.get("accuracy", f.at("accuracy"))
+    if metrics_pkg.direction(column) is None:
+        where.fail(f"{column!r} is not a metric value", "<metric>.<value key> of a registered metric, e.g. pose.auc30 or depth.abs_rel")
+    if any(metric not in names for names in dataset_metrics):
+        where.fail(f"{column!r}: not every dataset entry is scored with metric {metric!r}", "a value of a metric in the suite's (or every dataset entry's) `metrics:`")
+    if "tolerance" in keys:
+        tolerance = keys["tolerance"].value
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+            keys["tolerance"].fail(f"expected a number >= 0, got {tolerance!r}", "how far, in the accuracy value's units, a plan may fall behind dense")
+        values["tolerance"] = float(tolerance)
+    if "cost" in keys:
+        if keys["cost"].value not in ANALYSIS_COSTS:
+            keys["cost"].fail(f"unknown cost {keys['cost'].value!r}", ", ".join(ANALYSIS_COSTS))
+        values["cost"] = keys["cost"].value
+    if "sigmas" in keys:
+        sigmas = []
+        for item in keys["sigmas"].items():
+            try:
+                sigma = param_sigma(item.value)
+            except ValueError as err:
+                item.fail(str(err))
+            if sigma == "auto" or sigma == 1:
+                item.fail(f"σ {item.value!r} is not swept", "2, 4, 6, 9 (σ = 1 is the t sweep itself)")
+            sigmas.append(sigma)
+        if len(set(sigmas)) != len(sigmas):
+            keys["sigmas"].fail("a σ is listed twice", "distinct values of 2, 4, 6, 9")
+        values["sigmas"] = tuple(sigmas)
+    if "t_early" in keys and keys["t_early"].value != "recommended":
+        if not isinstance(keys["t_early"].value, int) or isinstance(keys["t_early"].value, bool):
+            keys["t_early"].fail(f"expected recommended or an integer >= 0, got {keys['t_early'].value!r}", "recommended (the t sweep's choice) or a number of global layers")
+        values["t_early"] = keys["t_early"].integer(0)
+    return AnalysisSpec(**values)
 
 
 def _import_plugins(f: _Field) -> tuple[str, ...]:
