@@ -427,10 +427,12 @@ def write_outputs(results_dir: str | Path, suite: Suite, traits: ModelTraits) ->
         store.write_text("recommendation.json", json.dumps(rec.as_dict(), indent=2, default=float) + "\n"),
     ]
     figures = []
+    weights = " (random weights)" if rec.weights_random else ""
     for (dataset, frames), group in attention_groups(rows).items():
-        figures += plots.attention_role_figures(layer_table(group), uniform_row(group), f"{suite.models[0].label} · {dataset} · {frames} frames", plots.slug(dataset, frames))
+        figures += plots.attention_role_figures(layer_table(group), uniform_row(group), f"{suite.models[0].label}{weights} · {dataset} · {frames} frames", plots.slug(dataset, frames))
     for (dataset, frames), tables in ablation_tables(df, spec, traits).items():
-        figures += plots.ablation_figures(tables, spec.accuracy, spec.tolerance, rec.chosen, f"{suite.models[0].label} · {dataset} · {frames} frames", plots.slug(dataset, frames))
+        title = f"{suite.models[0].label}{weights} · {dataset} · {frames} frames"
+        figures += plots.ablation_figures(tables, spec.accuracy, spec.tolerance, rec.chosen, title, plots.slug(dataset, frames))
     written += [store.write_bytes(f"plots/{name}.png", plots.png(fig)) for name, fig in figures]
     return rec, written
 

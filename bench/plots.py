@@ -177,7 +177,8 @@ def ablation_figures(tables: dict[str, pd.DataFrame], column: str, tolerance: fl
     if "single" in tables:
         ax.plot(tables["single"]["layer"], tables["single"]["change"], marker="o", label="this layer alone as frame attention")
     if "t" in tables:
-        ax.plot(tables["t"]["t_early"] - 1, tables["t"]["change"], marker="s", label="layers 0 … this one as frame attention")
+        prefix = tables["t"][tables["t"]["t_early"] > 0]  # t = 0 is dense: the zero line
+        ax.plot(prefix["t_early"] - 1, prefix["change"], marker="s", label="layers 0 … this one as frame attention")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.axhspan(-tolerance, 0.0, color="tab:green", alpha=0.15, label=f"tolerance {tolerance:g}")
     ax.set(xlabel="global layer", ylabel=f"{column} change vs dense")
