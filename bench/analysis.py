@@ -302,7 +302,9 @@ def candidates(df: pd.DataFrame, spec: AnalysisSpec, traits: ModelTraits, layout
             speedups.append(float(mine["speedup"].iloc[0]))
             if spec.cost == "flops":
                 name, params = _plan_of(method, ok)
-                costs.append(relative_flops(name, params, traits, layouts[key]) if key in layouts else math.nan)
+                if key not in layouts:
+                    raise AnalysisError(f"cost flops counts each group's token layout, recorded by its attention statistics; {key[0]} at {key[1]} frames has none (its statistics row failed): fix that, or set analysis.cost: time")
+                costs.append(relative_flops(name, params, traits, layouts[key]))
             else:
                 costs.append(1.0 / speedups[-1])
         worst = min(changes) if changes and not any(math.isnan(c) for c in changes) else math.nan

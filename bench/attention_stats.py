@@ -107,8 +107,14 @@ def query_targets(sequence: Sequence, layout: Layout, queries: int, radius: int,
 def layer_statistics(q: torch.Tensor, k: torch.Tensor, layout: Layout, targets: QueryTargets, radius: int, chunk_elements: int = CHUNK_ELEMENTS) -> dict[str, np.ndarray]:
     """Each of `STATISTICS` per head (heads,) for one layer's q, k (1, heads, S·P, head_dim).
 
-    Sums accumulate in float64 on the device; the host reads them once, at the end.
+    Scores are float32 (autocast off: a model's bf16 region would round them); sums accumulate in
+    float64 on the device, and the host reads them once, at the end.
     """
+    with torch.autocast(q.device.type, enabled=False):
+        return _layer_statistics(q, k, layout, targets, radius, chunk_elements)
+
+
+def _layer_statistics(q: torch.Tensor, k: torch.Tensor, layout: Layout, targets: QueryTargets, radius: int, chunk_elements: int) -> dict[str, np.ndarray]:
     if q.shape[0] != 1:
         raise ValueError(f"attention analysis reads one sequence at a time, got a batch of {q.shape[0]}")
     heads, tokens, head_dim = q.shape[1], q.shape[2], q.shape[3]

@@ -127,6 +127,26 @@ def test_the_recommended_plan_runs_as_written(analysed, tmp_path):
     assert [rule.operator for rule in cells[0].plan.layers] == ["frame", "frame", "subsample", "subsample"]
 
 
+def test_method_tables_leave_the_statistics_rows_out(analysed):
+    _, out, _ = analysed
+    result = invoke("report", out)
+    assert result.exit_code == 0 and "| attention" not in result.output and "| frame-L02" in result.output
+
+
+def test_a_scene_without_depth_is_an_error_row_and_a_failed_command(tmp_path):
+    data = analysis_suite("vggt-tiny", "random", sigmas=[2], t_early=1, cost="time")
+    data["datasets"][0]["options"]["render"] = False  # noise images, poses only
+    data["datasets"][0]["frames"] = [3]
+    out = tmp_path / "out"
+    result = invoke("analyze", write(tmp_path, data), "--out", out)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "attention statistics: ValueError: attention analysis needs ground-truth depth" in result.output
+    assert "1 cells ended in error" in result.output and (out / "analysis.md").is_file()  # the ablations still conclude
+    data["analysis"]["cost"] = "flops"  # which needs the layout the statistics record
+    result = invoke("analyze", write(tmp_path, data), "--out", out)
+    assert result.exit_code == 1 and "cost flops counts each group's token layout" in result.output
+
+
 def test_analysis_resumes_without_measuring_again(analysed):
     suite, out, _ = analysed
     before = (out / "cells.jsonl").read_text()
