@@ -37,7 +37,6 @@ from bench.store import ResultStore
 from bench.suite import Cell, Expansion, expand, parse_suite
 
 ALLOWED_FAILURES = 2  # worker deaths a group may cause on a local cluster before its cells are recorded as errors
-SHORTLIST = 0.5  # a free worker may take a group of its own model if that group is at least this share of the longest left
 
 
 @dataclass
@@ -221,22 +220,22 @@ def run(
             waiting.remove(group)
             future = client.submit(
                 run_group, suite_text, suite.source, device, [cell.identity for cell in group.cells], pure=False, key=f"group-{group.name}-{time.monotonic_ns()}",
-            )  # no worker restriction: the one worker that is free takes it (a restriction to a worker that dies strands the task)
-            in_flight[future] = _Flight(group, worker)
-            holds[worker] = group.model
+            )  # no worker restriction: the one worker that is free takes it (a restriction to a worker that dies strands the group)
+            placed = _placed(client, future) or worker  # at the start, when several are free, the scheduler picks one
+            in_flight[future] = _Flight(group, placed)
+            holds[placed] = group.model
             flying.add(future)
-            board.show(names.get(worker, worker), f"{group.name} ({len(group.cells)} cells)")
+            board.show(names.get(placed, placed), f"{group.name} ({len(group.cells)} cells)")
             return
         board.show(names.get(worker, worker), "idle")
 
     def feed_idle_workers() -> None:
         """Give a group to every worker with none: at the start, and to workers that joined (or
         came back after a crash) since."""
-        busy = {flight.worker for flight in in_flight.values()}
         workers = client.scheduler_info()["workers"]
         names.update({address: str(info.get("name", address)) for address, info in workers.items()})
         for worker in sorted(workers):
-            if worker not in busy and waiting:
+            if waiting and worker not in {flight.worker for flight in in_flight.values()}:
                 submit(worker)
 
     try:
@@ -264,22 +263,27 @@ def run(
 def _next_for(waiting: list[Group], model: str | None, held_elsewhere: Counter) -> Group | None:
     """What a free worker holding `model` should run next, or None to stay idle.
 
-    Longest first, but a model change costs a load and a compile, so: a group of the worker's
-    own model if one is nearly as long as the longest left (the shortlist); else the longest group
-    of a model no other worker holds; else one of a model others hold when more of its groups are
-    left than workers holding it. Otherwise the groups left are better run by their holders."""
-    longest = waiting[0]
-    if model is not None:
-        for group in waiting:
-            if group.seconds < SHORTLIST * longest.seconds:
-                break
-            if group.model == model:
-                return group
-    for group in waiting:
-        if group.model == model or not held_elsewhere[group.model]:
-            return group
+    A model change costs a load and a compile (minutes for a 1B model), so: the longest group of
+    the worker's own model; else the longest of a model no other worker holds; else one of a model
+    others hold when more of its groups are left than workers holding it. Otherwise the groups
+    left are better run by their holders."""
+    own = next((group for group in waiting if group.model == model), None)
+    unheld = next((group for group in waiting if not held_elsewhere[group.model]), None)
+    if own or unheld:
+        return own or unheld
     left = Counter(group.model for group in waiting)
     return next((group for group in waiting if left[group.model] > held_elsewhere[group.model]), None)
+
+
+def _placed(client: Any, future: Any, timeout: float = 10.0) -> str | None:
+    """The address of the worker the scheduler gave a just-submitted group to (None if it could not tell in time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not future.done():
+        for address, keys in client.processing().items():
+            if future.key in keys:
+                return address
+        time.sleep(0.02)
+    return None
 
 
 def _ran_on(future: Any, guess: str) -> str:

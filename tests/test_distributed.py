@@ -4,6 +4,7 @@ worker ends as error rows; Ctrl-C, the time limit and the folder lock behave as 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from pathlib import Path
@@ -55,8 +56,8 @@ def test_groups_hold_every_method_of_one_input_longest_first(tmp_path):
     pi3 = [c for c in expansion.cells if c.model.label == "pi3-tiny"][:1]
     long_vggt, long_pi3, short_pi3, short_vggt = Group(vggt, 10.0), Group(pi3, 6.0), Group(pi3, 4.0), Group(vggt, 3.0)
     nobody = Counter()
-    assert _next_for([long_vggt, long_pi3], "pi3-tiny", nobody) is long_pi3  # nearly as long: keep the loaded model
-    assert _next_for([long_vggt, short_pi3], "pi3-tiny", nobody) is long_vggt  # too short: the longest first
+    assert _next_for([long_vggt, long_pi3], "pi3-tiny", nobody) is long_pi3  # keep the loaded model
+    assert _next_for([long_vggt, short_pi3], "pi3-tiny", Counter({"vggt-tiny": 1})) is short_pi3  # even for a short group
     assert _next_for([long_vggt, long_pi3], None, Counter({"vggt-tiny": 1})) is long_pi3  # a fresh worker takes a model no one holds
     assert _next_for([long_vggt, long_pi3], None, nobody) is long_vggt
     assert _next_for([short_vggt], "pi3-tiny", Counter({"vggt-tiny": 1})) is None  # its holder takes it: no second compile
@@ -77,6 +78,9 @@ def test_two_workers_give_the_serial_cells_and_values_each_once(tmp_path):
             want, got = serial[ident].get(column), row.get(column)
             assert (want is None and got is None) or math.isclose(want, got, rel_tol=1e-6, abs_tol=1e-9), (row["cell"], column, want, got)
     assert {row["worker"] for row in rows.values()} == {"worker 0", "worker 1"}
+    for worker in ("worker 0", "worker 1"):  # rows arrive in the order each worker ran them
+        loads = [label for label, _ in itertools.groupby(row["cell"].split("/")[0] for row in rows.values() if row["worker"] == worker)]
+        assert len(loads) == len(set(loads)), (worker, loads)  # no worker loads a model a second time
     assert all(len({rows[c.identity]["worker"] for c in g.cells}) == 1 for g in groups(expand(load_suite(REPO / "suites" / "smoke.yaml")).cells))
 
 
