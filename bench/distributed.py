@@ -2,17 +2,18 @@
 
 The unit of work is a *group*: every method of one (model, dataset, scene, frame count), run back
 to back by one worker, so a speedup always divides two times from the same GPU. Workers keep
-their model (and its compiled code) from one group to the next; the client hands a free worker
-a group of the model it already holds where one of the longest groups left allows it, else the
-longest group left, so the last GPU does not finish long after the others.
+their model (and its compiled code) from one group to the next: the client pins each group to
+one free worker, the longest group of the model that worker holds, else the longest of a model no
+worker holds, so every model is loaded by as few workers as the work needs and the last GPU does
+not finish long after the others.
 
 The client (the `avggt-bench run` process) is the only writer of the results folder: a worker
 returns its group's rows, raw arrays and environment, and the client appends and fsyncs each row
 as it arrives. Resume, `--only`, `--fresh`, `--time-limit`, `--expect-from` and Ctrl-C behave as
 in a serial run (`bench.runner`). A worker that dies (killed, out of host memory, a lost node) has
-its group run again on another worker, up to the scheduler's allowed failures; then the group's
-cells are recorded as `error` rows naming the reason. Nothing the client wrote is lost or
-written twice: a group's rows are written only when the whole group has come back.
+its group run again on another worker, up to ALLOWED_FAILURES times; then the group's cells are
+recorded as `error` rows naming the reason. Nothing the client wrote is lost or written twice:
+a group's rows are written only when the whole group has come back.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from bench.runner import RunError, RunSummary, base_row, cell_caches, free_memor
 from bench.store import ResultStore
 from bench.suite import Cell, Expansion, expand, parse_suite
 
-ALLOWED_FAILURES = 2  # worker deaths a group may cause on a local cluster before its cells are recorded as errors
+ALLOWED_FAILURES = 2  # reruns of a group whose worker died under it before its cells are recorded as errors
+WATCH_S = 0.2  # how often the client looks for finished groups and dead workers
 
 
 @dataclass
@@ -148,7 +150,7 @@ def local_cluster(workers: int, device: str) -> Any:
         if device == "cuda":
             env["CUDA_VISIBLE_DEVICES"] = visible[i]
         specs[f"worker-{i}"] = {"cls": Nanny, "options": {"nthreads": 1, "env": env, "silence_logs": 40, "memory_limit": 0}}  # no host-memory cap: a machine that reports little memory at first (VMs) would have its workers killed
-    scheduler = {"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0", "allowed_failures": ALLOWED_FAILURES}}
+    scheduler = {"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0"}}
     return SpecCluster(workers=specs, scheduler=scheduler, silence_logs=40)
 
 
@@ -202,8 +204,14 @@ def run(
     board = _Board(tqdm(total=len(todo), unit="cell", desc=suite.name if suite else "", disable=not progress, file=sys.stderr, dynamic_ncols=True), progress=progress)
     holds: dict[str, str] = {}  # worker address → the model it last loaded
     names: dict[str, str] = {}  # worker address → its name, for the status lines
+    deaths: Counter = Counter()  # group name → workers that died running it
     flying = as_completed()
     in_flight: dict[Any, _Flight] = {}
+
+    def write(rows: list[tuple[dict[str, Any], dict]]) -> None:
+        for row, arrays in rows:
+            record(store, row, arrays, summary, board.bar.write)
+            board.bar.update(1)
 
     def submit(worker: str) -> None:
         while waiting:
@@ -220,14 +228,38 @@ def run(
             waiting.remove(group)
             future = client.submit(
                 run_group, suite_text, suite.source, device, [cell.identity for cell in group.cells], pure=False, key=f"group-{group.name}-{time.monotonic_ns()}",
-            )  # no worker restriction: the one worker that is free takes it (a restriction to a worker that dies strands the group)
-            placed = _placed(client, future) or worker  # at the start, when several are free, the scheduler picks one
-            in_flight[future] = _Flight(group, placed)
-            holds[placed] = group.model
+                workers=[worker], allow_other_workers=False,
+            )  # pinned: with another worker idle, the scheduler would otherwise pick either, and a second worker would load the model
+            in_flight[future] = _Flight(group, worker)
+            holds[worker] = group.model
             flying.add(future)
-            board.show(names.get(placed, placed), f"{group.name} ({len(group.cells)} cells)")
+            board.show(names.get(worker, worker), f"{group.name} ({len(group.cells)} cells)")
             return
         board.show(names.get(worker, worker), "idle")
+
+    def lost(future: Any, worker: str, alive: dict) -> bool:
+        """Whether the worker running this group died under it (a group pinned to a dead worker would wait forever)."""
+        from distributed import KilledWorker
+
+        if future.status == "error":
+            return isinstance(future.exception(), KilledWorker)
+        return not future.done() and worker not in alive
+
+    def rerun_lost_groups() -> None:
+        """Run again, on a worker still alive, each group whose worker died; after ALLOWED_FAILURES reruns, record its cells as errors."""
+        alive = client.scheduler_info()["workers"]
+        for future, flight in list(in_flight.items()):
+            if not lost(future, flight.worker, alive):
+                continue
+            del in_flight[future]
+            holds.pop(flight.worker, None)
+            client.cancel(future)
+            deaths[flight.group.name] += 1
+            if deaths[flight.group.name] > ALLOWED_FAILURES:
+                reason = f"the worker running this group died {deaths[flight.group.name]} times (killed, out of host memory, or a lost node)"
+                write([_error_row(cell, reason) for cell in flight.group.cells])
+            else:
+                waiting.insert(0, flight.group)
 
     def feed_idle_workers() -> None:
         """Give a group to every worker with none: at the start, and to workers that joined (or
@@ -241,17 +273,17 @@ def run(
     try:
         client.wait_for_workers(1)
         feed_idle_workers()
-        for future in flying:
-            flight = in_flight.pop(future)
-            worker = _ran_on(future, flight.worker)  # where the scheduler actually put it
-            if worker != flight.worker:
-                holds.pop(flight.worker, None)
-            holds[worker] = flight.group.model
-            for row, arrays in _outcome(future, flight.group, store):
-                record(store, row, arrays, summary, board.bar.write)
-                board.bar.update(1)
-            submit(worker)
+        while in_flight or waiting:  # with nothing in flight, what waits goes to the next worker to join (a dead one's replacement)
+            for future in flying.next_batch(block=False) if flying.has_ready() else ():
+                flight = in_flight.get(future)
+                if flight is None or lost(future, flight.worker, {flight.worker: None}):
+                    continue  # cancelled, or left to rerun_lost_groups
+                del in_flight[future]
+                write(_outcome(future, flight.group, store))
+                submit(flight.worker)
+            rerun_lost_groups()
             feed_idle_workers()
+            time.sleep(WATCH_S)
     except KeyboardInterrupt:
         summary.interrupted = True
         client.cancel(list(in_flight))
@@ -275,34 +307,10 @@ def _next_for(waiting: list[Group], model: str | None, held_elsewhere: Counter) 
     return next((group for group in waiting if left[group.model] > held_elsewhere[group.model]), None)
 
 
-def _placed(client: Any, future: Any, timeout: float = 10.0) -> str | None:
-    """The address of the worker the scheduler gave a just-submitted group to (None if it could not tell in time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not future.done():
-        for address, keys in client.processing().items():
-            if future.key in keys:
-                return address
-        time.sleep(0.02)
-    return None
-
-
-def _ran_on(future: Any, guess: str) -> str:
-    """The address of the worker that ran a finished group (`guess` when it has no result)."""
-    try:
-        return future.result()["address"]
-    except Exception:
-        return guess
-
-
 def _outcome(future: Any, group: Group, store: ResultStore) -> list[tuple[dict[str, Any], dict]]:
     """The group's rows (with the worker's environment recorded), or error rows saying why it has none."""
-    from distributed import KilledWorker
-
     try:
         result = future.result()
-    except KilledWorker as err:
-        reason = f"the worker running this group died {ALLOWED_FAILURES + 1} times or more (killed, out of host memory, or a lost node): {err}"
-        return [_error_row(cell, reason) for cell in group.cells]
     except Exception as err:  # the group could not start on the worker (its data or suite did not load there)
         return [_error_row(cell, f"on the worker: {type(err).__name__}: {err}") for cell in group.cells]
     ident = store.record_env(result["env"])

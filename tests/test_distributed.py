@@ -85,6 +85,25 @@ def test_two_workers_give_the_serial_cells_and_values_each_once(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_group_goes_to_the_worker_holding_its_model_even_with_another_worker_idle(tmp_path):
+    """The oracle's worker runs out of its own groups and waits; vggt-tiny's last group must not
+    go to it (on a GPU that would be a second load and compile of the model)."""
+    suite = {
+        "name": "affinity",
+        "models": [{"name": "vggt-tiny", "weights": "random"}, {"name": "oracle", "weights": "none"}],
+        "methods": ["dense", "avggt"],
+        "datasets": [{"name": "synthetic", "options": {"length": 8, "height": 56, "width": 70}, "scenes": ["orbit"], "frames": [4, 8]}],
+        "timing": {"warmup": 0, "repeats": 1},
+        "metrics": ["pose"],
+    }
+    path = tmp_path / "affinity.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    result = invoke("run", path, "--out", tmp_path / "out", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    by_model = {model: {row["worker"] for row in read_rows(tmp_path / "out") if row["model"] == model} for model in ("vggt-tiny", "oracle")}
+    assert len(by_model["vggt-tiny"]) == 1 and by_model["vggt-tiny"] != by_model["oracle"], by_model
+
+
 def test_a_worker_killed_mid_group_has_its_group_run_again(tmp_path):
     out = tmp_path / "out"
     mark = tmp_path / "died"
@@ -125,7 +144,7 @@ def test_ctrl_c_time_limit_and_lock_behave_as_in_a_serial_run(tmp_path, monkeypa
 
     monkeypatch.setattr(bench.distributed, "record", stop_after_one_group)
     stopped = invoke("run", suite, "--out", out, "--workers", "1")
-    assert stopped.exit_code == 130 and "Run the same command again to resume" in stopped.output
+    assert stopped.exit_code == 130 and "Run the same command again to resume" in stopped.output, stopped.output
     assert len(lines(out)) == 2
     monkeypatch.setattr(bench.distributed, "record", recorded)
     resumed = invoke("run", suite, "--out", out, "--workers", "1")
