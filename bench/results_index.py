@@ -2,7 +2,7 @@
 
 A *set* is a folder directly under the results root (or under its `archive/`): a run's folder
 (`cells.jsonl`, `env.json`) or a folder of script outputs (`*.json` with `*.md` tables; an
-`about.json` {"title", "env": {"gpu", "git_commit"}} describes outputs that do not). The index
+`about.json` {"title", "env": {"gpu", "git_commit"} or a list of them} describes outputs that do not). The index
 reads each set's commit, GPU, dates, suite and what it measured from its own files. A run's cell
 is *current* in the newest set that measured it on the same GPU in the same suite; a set whose
 every cell was measured again by a newer set is superseded and can be archived (moved under
@@ -78,8 +78,8 @@ def load_set(path: Path, archived: bool) -> ResultSet:
     if not outputs and not any(path.glob("*.md")):
         raise ResultsError(f"{path}: neither a run's folder ({CELLS_FILE}) nor script outputs (*.json, *.md)")
     about = outputs.get(ABOUT, {})
-    envs = [data.get("environment") or data.get("env") for data in outputs.values() if isinstance(data, dict)]
-    envs = [env for env in envs if isinstance(env, dict)]
+    recorded = [data.get("environment") or data.get("env") for data in outputs.values() if isinstance(data, dict)]
+    envs = [env for entry in recorded for env in (entry if isinstance(entry, list) else [entry]) if isinstance(env, dict)]  # about.json may list one per run
     title = about.get("title") or f"tables: {', '.join(p.stem for p in sorted(path.glob('*.md')))}"
     return ResultSet(path.name, path, archived, pd.DataFrame(), title=title, script_envs=envs)
 

@@ -54,6 +54,16 @@ def test_script_outputs_are_described_by_about_json(tmp_path):
     assert "Forward profile" in row and "NVIDIA H200" in row and "abcdef1" in row and "(script outputs)" in row
 
 
+def test_about_json_may_list_one_environment_per_run(tmp_path):
+    outputs = tmp_path / "results" / "workers-x"
+    outputs.mkdir(parents=True)
+    (outputs / "comparison.md").write_text("| a |\n|---|\n| 1 |\n")
+    runs = [{"gpu": "NVIDIA H200", "git_commit": "1111111aaaa"}, {"gpu": "NVIDIA H200", "git_commit": "2222222bbbb"}]
+    (outputs / "about.json").write_text(json.dumps({"title": "Two runs", "env": runs}))
+    row = next(line for line in render_index(tmp_path / "results").splitlines() if "[workers-x]" in line)
+    assert "| NVIDIA H200 " in row and "1111111, 2222222" in row
+
+
 def test_a_folder_that_is_no_set_is_a_clear_error(tmp_path):
     (tmp_path / "results" / "notes").mkdir(parents=True)
     with pytest.raises(ResultsError, match="notes: neither a run's folder"):
