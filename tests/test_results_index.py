@@ -44,23 +44,23 @@ def test_a_newer_set_supersedes_the_cells_it_measures_again(tmp_path, fake_metri
     assert "current" in row and "tiny" in row and "CPU (" in row and "oracle, noisy × dense on synthetic, 3–6 frames; 8 cells" in row
 
 
-def test_script_outputs_are_described_by_about_json(tmp_path):
-    outputs = tmp_path / "results" / "profile-x"
+def index_row_of_script_outputs(tmp_path, name: str, about: dict) -> str:
+    """The index row of a folder holding one table and `about.json`."""
+    outputs = tmp_path / "results" / name
     outputs.mkdir(parents=True)
-    (outputs / "vggt.md").write_text("| a |\n|---|\n| 1 |\n")
-    (outputs / "about.json").write_text(json.dumps({"title": "Forward profile", "env": {"gpu": "NVIDIA H200", "git_commit": "abcdef123456"}}))
-    index = render_index(tmp_path / "results")
-    row = next(line for line in index.splitlines() if "[profile-x]" in line)
+    (outputs / "table.md").write_text("| a |\n|---|\n| 1 |\n")
+    (outputs / "about.json").write_text(json.dumps(about))
+    return next(line for line in render_index(tmp_path / "results").splitlines() if f"[{name}]" in line)
+
+
+def test_script_outputs_are_described_by_about_json(tmp_path):
+    row = index_row_of_script_outputs(tmp_path, "profile-x", {"title": "Forward profile", "env": {"gpu": "NVIDIA H200", "git_commit": "abcdef123456"}})
     assert "Forward profile" in row and "NVIDIA H200" in row and "abcdef1" in row and "(script outputs)" in row
 
 
 def test_about_json_may_list_one_environment_per_run(tmp_path):
-    outputs = tmp_path / "results" / "workers-x"
-    outputs.mkdir(parents=True)
-    (outputs / "comparison.md").write_text("| a |\n|---|\n| 1 |\n")
     runs = [{"gpu": "NVIDIA H200", "git_commit": "1111111aaaa"}, {"gpu": "NVIDIA H200", "git_commit": "2222222bbbb"}]
-    (outputs / "about.json").write_text(json.dumps({"title": "Two runs", "env": runs}))
-    row = next(line for line in render_index(tmp_path / "results").splitlines() if "[workers-x]" in line)
+    row = index_row_of_script_outputs(tmp_path, "workers-x", {"title": "Two runs", "env": runs})
     assert "| NVIDIA H200 " in row and "1111111, 2222222" in row
 
 
