@@ -152,6 +152,13 @@ def option_defaults(fn: Callable[..., Any], leading: int) -> str:
     return ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params) or "none"
 
 
+def with_defaults(fn: Callable[..., Any], options: dict[str, Any], leading: int) -> dict[str, Any]:
+    """`options` with every option `fn` takes and they leave out at its default (as written where
+    `fn` takes any keyword): the configuration a result row records."""
+    params = _option_parameters(fn, leading) or []
+    return {p.name: p.default for p in params if p.default is not p.empty} | options
+
+
 def _option_parameters(fn: Callable[..., Any], leading: int) -> list[inspect.Parameter] | None:
     try:
         params = list(inspect.signature(fn, eval_str=True).parameters.values())

@@ -242,7 +242,7 @@ def base_row(cell: Cell, env_id: str) -> dict[str, Any]:
         "message": None,
         "model": cell.model.label,
         "model_name": cell.model.name,
-        "model_options": cell.model.options,
+        "model_options": cell.model.resolved_options,
         "weights": cell.model.weights,
         "weights_sha256": None,
         "weights_random": cell.model.weights == "random",

@@ -31,7 +31,7 @@ from bench.methods.params import sigma as param_sigma
 from bench.models.weights import WeightsError, check_weights
 from bench.preprocess import PREPROCESS
 from bench.protocols import PROTOCOLS, Protocol, Setting
-from bench.registry import OPTIONS_AFTER, OptionError, check_options
+from bench.registry import OPTIONS_AFTER, OptionError, check_options, with_defaults
 from datasets_adapters import DATASETS, DatasetAdapter, Sampling
 from datasets_adapters.sampling import SAMPLING_KINDS, STREAM_ORDERS
 
@@ -151,7 +151,13 @@ class ModelSpec:
     label: str
     weights: str  # as written in the suite (part of the identity, machine independent)
     weights_path: str  # with ${VAR} expanded: what is loaded
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # as written (part of the identity)
+
+    @property
+    def resolved_options(self) -> dict[str, Any]:
+        """Every option of the model, defaults filled in: what a row records, so it says e.g. its
+        heads' precision where the suite left it out (identities keep `options` as written)."""
+        return with_defaults(MODELS.get(self.name), self.options, OPTIONS_AFTER["models"])
 
 
 @dataclass(frozen=True)

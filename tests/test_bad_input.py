@@ -166,6 +166,12 @@ def test_traceback_dataset_option_of_the_wrong_type(tmp_path, fake_metrics):
     one_clear_error(result, "dataset 'scannet': option min_frames: expected an integer, got 'abc'")
 
 
+def test_traceback_model_option_outside_its_values(tmp_path, fake_metrics):
+    suite = write_suite(tmp_path, tiny_suite(models=[{"name": "pi3-tiny", "options": {"heads_dtype": "half"}}]))
+    for command in ("validate", "run"):
+        one_clear_error(invoke(command, suite), f"{suite}: models[0].options.heads_dtype: expected one of 'float32', 'bfloat16', got 'half'")
+
+
 def test_traceback_predict_on_cuda_without_cuda(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     image = tmp_path / "a.png"

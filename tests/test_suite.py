@@ -173,7 +173,7 @@ def test_options_that_the_component_does_not_take(tmp_path, fake_metrics):
     assert "datasets[0].options.lenght: unknown option" in error_of(tmp_path, data)
     assert "models[0]: cannot build model 'oracle'" in error_of(tmp_path, tiny_suite(models=[{"name": "oracle", "options": {"depth_noise": -1}}]))
     message = error_of(tmp_path, tiny_suite(models=[{"name": "vggt-tiny", "options": {"compiled": True}}]))
-    assert "models[0].options.compiled: unknown option; allowed: seed, head_frames_per_chunk, token_chunk_frames, compile" in message
+    assert "models[0].options.compiled: unknown option; allowed: seed, head_frames_per_chunk, token_chunk_frames, compile, heads_dtype" in message
 
 
 def test_method_parameters_are_checked_by_the_preset(tmp_path, fake_metrics):

@@ -27,7 +27,7 @@ from bench.models.heads.pi3_camera_head import Pi3CameraHead, nearest_rotation
 from bench.models.heads.pi3_decoder import FrameDecoder, PixelShuffleHead
 from bench.models.intrinsics import intrinsics_from_local_points
 from bench.models.layers import Block, DinoVisionTransformer, RopeTable, grid_positions, rope_table
-from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, alternate_attention, check_images, chunk_rows, cuda_autocast_dtype, model_factory
+from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, HeadsDtype, alternate_attention, check_images, chunk_rows, cuda_autocast_dtype, heads_autocast, model_factory
 from bench.stages import stages_compiled_within
 
 
@@ -82,12 +82,13 @@ class Pi3(BenchModel):
     preprocess_mode = "pi3"
     default_weights = "yyfz233/Pi3"
 
-    def __init__(self, cfg: Pi3Config = PI3, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False) -> None:
+    def __init__(self, cfg: Pi3Config = PI3, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False, heads_dtype: HeadsDtype = "float32") -> None:
         super().__init__()
         if cfg.depth < 2 or cfg.depth % 2:
             raise ValueError(f"pi3 alternates frame and global blocks: decoder depth must be even and at least 2, got {cfg.depth}")
         self.cfg = cfg
         self.num_global_layers = cfg.num_global_layers
+        self.heads_dtype = heads_dtype
         self.head_frames_per_chunk = head_frames_per_chunk
         self.token_chunk_frames = token_chunk_frames
         dim = cfg.embed_dim
@@ -165,8 +166,9 @@ class Pi3(BenchModel):
     def _heads(self, hidden: torch.Tensor, grid: tuple[int, int], autocast_dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """Decoder output (N frames, P, 2·dim) → per-frame outputs, in chunks of frames.
 
-        The head decoders run under the backbone's autocast (as released); the linear heads,
-        the exp of depth, and the poses in the heads' own precision (float32 as loaded).
+        The head decoders run under the backbone's autocast (as released); the linear heads and
+        the exp of depth in float32 (as released) or under bf16 autocast (`heads_dtype`), into
+        float32 outputs; the poses and world points in float32.
         """
         count, device = hidden.shape[0], hidden.device
         height, width = grid[0] * self.cfg.patch_size, grid[1] * self.cfg.patch_size
@@ -183,7 +185,7 @@ class Pi3(BenchModel):
                 point_tokens = self.point_decoder(hidden[span], rope)
                 conf_tokens = self.conf_decoder(hidden[span], rope)
                 camera_tokens = self.camera_decoder(hidden[span], rope)
-            with torch.autocast(device.type, enabled=False):
+            with heads_autocast(device, self.heads_dtype):
                 xy, log_z = self.point_head(point_tokens[:, patches].to(dtype), grid).split([2, 1], dim=-1)
                 z = log_z.exp()
                 local_points[span] = torch.cat([xy * z, z], dim=-1)

@@ -1,14 +1,15 @@
 """What VGGT and pi3 share around their layers: input checks, precision, and the plan hookup.
 
 Both run their transformers under bf16 autocast on GPUs that support it (fp16 on older ones)
-and their heads in float32; both hand every global layer's attention to an attention plan;
-both bound per-token work to chunks of whole frames.
+and their heads in float32 (model option `heads_dtype: bfloat16`: under bf16 autocast); both hand
+every global layer's attention to an attention plan; both bound per-token work to chunks of whole
+frames.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ from torch import nn
 from bench.methods.layout import AttentionPlan, Layout
 from bench.models.layers import Attend
 from bench.models.weights import build_with_weights
+from bench.registry import OPTIONS_AFTER, check_options
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -24,6 +26,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _AUTOCAST_DTYPES: dict[torch.device, torch.dtype] = {}
+
+# Model option `heads_dtype`: float32 is the released recipe; bfloat16 trades head accuracy for speed.
+HeadsDtype = Literal["float32", "bfloat16"]
 
 
 def cuda_autocast_dtype(device: torch.device) -> torch.dtype:
@@ -34,6 +39,13 @@ def cuda_autocast_dtype(device: torch.device) -> torch.dtype:
         major, _ = torch.cuda.get_device_capability(device)
         _AUTOCAST_DTYPES[device] = torch.bfloat16 if major >= 8 else torch.float16
     return _AUTOCAST_DTYPES[device]
+
+
+def heads_autocast(device: torch.device, heads_dtype: HeadsDtype) -> torch.autocast:
+    """The region the heads' float32 part of the released recipe runs in: autocast off for
+    "float32" (full precision whatever the backbone ran in), bf16 autocast for "bfloat16" (on the
+    CPU too, where the backbone runs in float32, so the difference can be measured there)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=heads_dtype == "bfloat16")
 
 
 def plan_attend(plan: AttentionPlan, layer: int, layout: Layout) -> Attend:
@@ -98,10 +110,11 @@ def model_factory(cls: type[M], cfg: Any) -> Callable[..., M]:
     """The registered builder of `cls` at `cfg`: weights and seed, then the class's own keyword
     options; the model comes in eval mode without gradients, where it was built (the CPU, or the
     meta device when the harness only reads a model's traits), for the caller to move. The builder
-    shows the options in its signature, so a suite naming an option the model does not take fails
-    when it is loaded, not when the model is built."""
+    shows the options in its signature, so a suite naming an option the model does not take, or a
+    value its annotation does not allow, fails when it is loaded, not when the model is built."""
 
     def build(weights: str = "random", seed: int = 0, **options: Any) -> M:
+        check_options(build, options, OPTIONS_AFTER["models"])  # the suite's check, for direct callers too
         model = build_with_weights(lambda: cls(cfg, **options), weights, seed=seed, checkpoint_filter=cls.checkpoint_filter)
         return model.eval().requires_grad_(False)
 

@@ -25,7 +25,7 @@ from bench.models.base import MODELS, BenchModel, Prediction
 from bench.models.heads import CameraHead, DPTHead
 from bench.models.layers import Block, DinoVisionTransformer, grid_positions, rope_table
 from bench.models.pose_encoding import pose_encoding_to_extri_intri
-from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, alternate_attention, check_images, chunk_rows, cuda_autocast_dtype, model_factory
+from bench.models.runtime import IMAGENET_MEAN, IMAGENET_STD, HeadsDtype, alternate_attention, check_images, chunk_rows, cuda_autocast_dtype, heads_autocast, model_factory
 from bench.models.weights import drop_prefixes
 from bench.stages import stages_compiled_within
 
@@ -147,10 +147,11 @@ class VGGT(BenchModel):
         """The released checkpoint without the track head, which this harness does not evaluate."""
         return drop_prefixes(state, ("track_head.",), source)
 
-    def __init__(self, cfg: VGGTConfig = VGGT_1B, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False) -> None:
+    def __init__(self, cfg: VGGTConfig = VGGT_1B, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False, heads_dtype: HeadsDtype = "float32") -> None:
         super().__init__()
         self.cfg = cfg
         self.num_global_layers = cfg.depth
+        self.heads_dtype = heads_dtype
         self.head_frames_per_chunk = head_frames_per_chunk
         self.token_chunk_frames = token_chunk_frames
         dim_in = 2 * cfg.embed_dim
@@ -166,13 +167,14 @@ class VGGT(BenchModel):
         """Images (S, 3, H, W) or (B, S, 3, H, W) in [0, 1], H and W multiples of the patch size.
 
         Returns pose_enc (B, S, 9), depth (B, S, H, W, 1), depth_conf (B, S, H, W),
-        world_points (B, S, H, W, 3), world_points_conf (B, S, H, W).
+        world_points (B, S, H, W, 3), world_points_conf (B, S, H, W), in float32 (in bf16 with
+        `heads_dtype="bfloat16"`).
         """
         images = check_images(images, self.cfg.patch_size, "VGGT", self.preprocess_mode)
         height, width = images.shape[-2:]
         with torch.autocast("cuda", dtype=cuda_autocast_dtype(images.device), enabled=images.is_cuda), stages_compiled_within(self.compiled):
             layers = self.aggregator(images, plan or DensePlan(), self.cfg.kept_layers, self.token_chunk_frames)
-        with torch.autocast(images.device.type, enabled=False):
+        with heads_autocast(images.device, self.heads_dtype):
             pose_enc = self.camera_head(layers[self.cfg.depth - 1][:, :, 0], self.cfg.camera_iterations)
             special = self.aggregator.special_tokens
             depth, depth_conf = self.depth_head(layers, height, width, special, self.head_frames_per_chunk)
