@@ -202,7 +202,8 @@ def speed_tables(root: str | Path, suite: str = SPEED_SUITE) -> str:
         body = [[model, method, *[cells.get(f, "") for f in frames], sources[(model, method)]] for (model, method), cells in table.items()]
         compiled = {bool((options or {}).get("compile")) for options in on_gpu["model_options"]}
         how = {frozenset({True}): "models compiled", frozenset({False}): "models eager"}.get(frozenset(compiled), "some sets compiled, some eager")
-        parts += [f"**{gpu}**, {how}, random weights: dense rows give the median time of one forward, method rows the speedup over the dense row of the same set.", "",
+        heads = {(options or {}).get("heads_dtype", "float32") for options in on_gpu["model_options"]}  # rows from before the option: float32
+        parts += [f"**{gpu}**, {how}, heads in {' and '.join(sorted(heads, reverse=True))}, random weights: dense rows give the median time of one forward, method rows the speedup over the dense row of the same set.", "",
                   tabulate(body, headers=header, tablefmt="github", colalign=("left", "left", *["right"] * len(frames), "left")), ""]  # fmt: skip
     return "\n".join(parts)
 
