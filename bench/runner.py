@@ -154,8 +154,8 @@ def run(
     started = time.monotonic()
     device = require_device(expansion)
     store.open()
-    env_id = store.record_env(fingerprint(device))
     todo, summary = todo_cells(expansion, store, only, remeasure)
+    env_id = store.record_env(fingerprint(device)) if todo else None  # a run with nothing left to do leaves the folder as it was
     models, sequences = cell_caches(expansion, device)
     bar = tqdm(todo, unit="cell", desc=expansion.cells[0].suite.name if todo else "", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import tiny_suite, write_suite
 
+import bench.runner
 from bench.cli import main
 from bench.methods import METHODS, MethodNotApplicable
 from bench.store import read_rows
@@ -58,15 +59,19 @@ def test_run_report_compare(tmp_path, suite_file):
     assert f"| {rows[5]['cell']}" in worse.output and "REGRESSION" in worse.output and "1 regressions" in worse.output
 
 
-def test_rerun_skips_and_fresh_measures_the_selection_again(tmp_path, suite_file):
+def test_rerun_skips_and_fresh_measures_the_selection_again(tmp_path, suite_file, monkeypatch):
     out = tmp_path / "out"
     assert invoke("run", suite_file, "--out", out, "--only", "oracle/*/orbit/3").exit_code == 0
     dry = invoke("run", suite_file, "--out", out, "--dry-run")
     assert dry.exit_code == 0
     assert "done  oracle/dense/synthetic/orbit/3" in dry.output and "todo  oracle/dense/synthetic/orbit/6" in dry.output
     assert "16 cells, 2 already in" in dry.output
-    again = invoke("run", suite_file, "--out", out, "--only", "oracle/*/orbit/3")
+    written = {name: (out / name).read_bytes() for name in ("cells.jsonl", "env.json")}
+    with monkeypatch.context() as patch:
+        patch.setattr(bench.runner, "fingerprint", lambda device: {"git_commit": "a later commit", "device": device})
+        again = invoke("run", suite_file, "--out", out, "--only", "oracle/*/orbit/3")
     assert "2 cells: 2 already done, recorded nothing new" in again.output
+    assert {name: (out / name).read_bytes() for name in written} == written  # nothing to do: the folder is left as it was
     fresh = invoke("run", suite_file, "--out", out, "--only", "oracle/*/orbit/3", "--fresh")
     assert "recorded 2 ok" in fresh.output and len((out / "cells.jsonl").read_text().splitlines()) == 4
     assert len(read_rows(out)) == 2  # the newer rows supersede the older, which stay in the file
