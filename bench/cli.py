@@ -20,6 +20,7 @@ from bench import leaderboard as leaderboard_mod
 from bench import plots
 from bench import report as report_mod
 from bench import results_index, runner
+from bench.env import RESULTS_DIR
 from bench.registry import OPTIONS_AFTER, option_defaults
 from bench.store import ResultsError, ResultStore, read_rows
 from bench.methods import METHODS
@@ -92,7 +93,7 @@ def run_command(
     suite, expansion = _load(suite_path, device)
     if suite.analysis is not None:
         raise click.ClickException(f"{suite_path} is an analysis suite (it has `analysis:` settings): run `avggt-bench analyze {suite_path}`")
-    store = ResultStore(out or Path("results") / suite.name)
+    store = ResultStore(out or Path(RESULTS_DIR) / suite.name)
     cells = runner.select(expansion.cells, only)
     if only and not cells:
         example = expansion.cells[0].cell_id if expansion.cells else "model/method/dataset/scene/frames"
@@ -173,7 +174,7 @@ def analyze_command(suite_path: Path, out: Path | None, device: str | None) -> N
     suite, _ = _load(suite_path, device)
     if suite.analysis is None:
         raise click.ClickException(f"{suite_path}: no `analysis:` settings; add them (see README, 'Roles of global attention') or run it with `avggt-bench run`")
-    store = ResultStore(out or Path("results") / suite.name)
+    store = ResultStore(out or Path(RESULTS_DIR) / suite.name)
     try:
         with store.locked():
             summary = analysis_mod.analyze(suite, store, device)

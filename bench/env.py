@@ -19,6 +19,7 @@ import torch
 import bench
 
 PROJECT_ROOT = Path(bench.__file__).resolve().parent.parent
+RESULTS_DIR = "results"  # where runs write by default: measurements written there leave the code clean
 VOLATILE_KEYS = ("time",)  # left out of the env id: the same machine and code later is the same environment
 
 
@@ -78,10 +79,11 @@ def fingerprint(device: str) -> dict[str, Any]:
 
     A copy of the project whose git folder is missing or does not describe it (a working tree
     shipped to a GPU machine) names its commit in AVGGT_BENCH_GIT_COMMIT, which then wins over git
-    (and its dirty flag, measured against the wrong commit, is left unknown).
+    (and its dirty flag, measured against the wrong commit, is left unknown). The dirty flag is
+    about the code: rows a run writes into the committed results folder do not set it.
     """
     named = os.environ.get("AVGGT_BENCH_GIT_COMMIT")
-    status = None if named else _git("status", "--porcelain", "--untracked-files=no")
+    status = None if named else _git("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){RESULTS_DIR}")
     return {
         "git_commit": named or _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),

@@ -76,6 +76,29 @@ def test_a_named_commit_wins_over_the_git_folder(monkeypatch):
     assert fingerprint("cpu")["git_commit"] != "abc1234"
 
 
+def test_rows_written_into_the_results_folder_leave_the_code_clean(tmp_path, monkeypatch):
+    import subprocess
+
+    import bench.env
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True, capture_output=True)
+
+    (tmp_path / "results" / "speed").mkdir(parents=True)
+    (tmp_path / "results" / "speed" / "cells.jsonl").write_text("{}\n")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    monkeypatch.setattr(bench.env, "PROJECT_ROOT", tmp_path)
+    monkeypatch.delenv("AVGGT_BENCH_GIT_COMMIT", raising=False)
+    assert fingerprint("cpu")["git_dirty"] is False
+    (tmp_path / "results" / "speed" / "cells.jsonl").write_text("{}\n{}\n")  # a run appended a row
+    assert fingerprint("cpu")["git_dirty"] is False
+    (tmp_path / "model.py").write_text("x = 2\n")  # the code changed
+    assert fingerprint("cpu")["git_dirty"] is True
+
+
 def test_raw_arrays_are_written_whole_before_their_row(tmp_path):
     import numpy as np
 
