@@ -260,11 +260,6 @@ def single_layer(row: dict[str, Any], num_layers: int) -> int | None:
     return layers[0] if len(layers) == 1 else None
 
 
-def _plan_of(method: str, df: pd.DataFrame) -> tuple[str, dict[str, Any]]:
-    row = df[df["method"] == method].iloc[0]
-    return row["method_name"], row["method_params"] or {}
-
-
 def relative_flops(method_name: str, params: dict[str, Any], traits: ModelTraits, layout: Layout) -> float:
     """Global-attention FLOPs of a plan over those of dense, for one layout (the rest of the model
     is the same under every plan)."""
@@ -277,7 +272,8 @@ def candidates(df: pd.DataFrame, spec: AnalysisSpec, traits: ModelTraits, layout
     """The t sweep (`kind` "t") or σ sweep ("σ") of the rows, each scored against dense per group."""
     num_layers = traits.num_global_layers
     ok = df[df["status"] == "ok"]
-    kinds = {r["method"]: ablation_kind(r, num_layers) for r in ok.to_dict(orient="records")}
+    records = {r["method"]: r for r in ok.to_dict(orient="records")}
+    kinds = {method: ablation_kind(r, num_layers) for method, r in records.items()}
     summary = summary_rows(ok[ok["method"].map(lambda m: kinds.get(m) is not None)])
     if summary.empty or spec.accuracy not in summary:
         return []
@@ -301,10 +297,9 @@ def candidates(df: pd.DataFrame, spec: AnalysisSpec, traits: ModelTraits, layout
             times.append(float(mine["time_s"].iloc[0]))
             speedups.append(float(mine["speedup"].iloc[0]))
             if spec.cost == "flops":
-                name, params = _plan_of(method, ok)
                 if key not in layouts:
                     raise AnalysisError(f"cost flops counts each group's token layout, recorded by its attention statistics; {key[0]} at {key[1]} frames has none (its statistics row failed): fix that, or set analysis.cost: time")
-                costs.append(relative_flops(name, params, traits, layouts[key]))
+                costs.append(relative_flops(records[method]["method_name"], records[method]["method_params"] or {}, traits, layouts[key]))
             else:
                 costs.append(1.0 / speedups[-1])
         worst = min(changes) if changes and not any(math.isnan(c) for c in changes) else math.nan
@@ -385,16 +380,14 @@ def ablation_tables(df: pd.DataFrame, spec: AnalysisSpec, traits: ModelTraits) -
     return out
 
 
-def render(results_dir: str | Path, spec: AnalysisSpec, traits: ModelTraits, model: str, rec: Recommendation) -> str:
+def render(store: ResultStore, df: pd.DataFrame, groups: dict[tuple[str, Any], list[dict[str, Any]]], ablations: dict[tuple[str, Any], dict[str, pd.DataFrame]], spec: AnalysisSpec, model: str, rec: Recommendation) -> str:
     """analysis.md: provenance, the recommendation, then per group the layer table and the ablations."""
-    df = load_results(results_dir)
-    rows = attention_rows(results_dir)
     parts = [
         f"# Roles of global attention: {model}",
-        provenance(df, ResultStore(results_dir).environments()),
+        provenance(df, store.environments()),
         "## Recommendation\n\n```\n" + "\n".join(rec.lines()) + "\n```",
     ]
-    for (dataset, frames), group in attention_groups(rows).items():
+    for (dataset, frames), group in groups.items():
         table = layer_table(group)
         uniform = {"layer": "uniform"} | uniform_row(group) | {"chance": np.nan}
         table = pd.concat([table, pd.DataFrame([uniform])[table.columns]], ignore_index=True)
@@ -405,7 +398,7 @@ def render(results_dir: str | Path, spec: AnalysisSpec, traits: ModelTraits, mod
             f"entropy: share of log N. Means over {group[0]['attention.heads']} heads and the scenes.\n\n" + _markdown(table)
         )
     titles = {"single": "each global layer alone as frame attention", "t": "the first t global layers as frame attention (σ = 1)", "σ": "σ swept"}
-    for (dataset, frames), tables in ablation_tables(df, spec, traits).items():
+    for (dataset, frames), tables in ablations.items():
         for name, table in tables.items():
             parts.append(f"## Ablation: {titles[name]} · {dataset} · {frames} frames\n\nchange: {spec.accuracy} against dense, negative is worse.\n\n" + _markdown(table))
     return "\n\n".join(parts) + "\n"
@@ -424,15 +417,16 @@ def write_outputs(results_dir: str | Path, suite: Suite, traits: ModelTraits) ->
     rows = attention_rows(results_dir)
     df = load_results(results_dir)
     rec = recommend(df, spec, traits, layouts_of(rows))
+    groups, ablations = attention_groups(rows), ablation_tables(df, spec, traits)
     written = [
-        store.write_text("analysis.md", render(results_dir, spec, traits, suite.models[0].label, rec)),
+        store.write_text("analysis.md", render(store, df, groups, ablations, spec, suite.models[0].label, rec)),
         store.write_text("recommendation.json", json.dumps(rec.as_dict(), indent=2, default=float) + "\n"),
     ]
     figures = []
     weights = " (random weights)" if rec.weights_random else ""
-    for (dataset, frames), group in attention_groups(rows).items():
+    for (dataset, frames), group in groups.items():
         figures += plots.attention_role_figures(layer_table(group), uniform_row(group), f"{suite.models[0].label}{weights} · {dataset} · {frames} frames", plots.slug(dataset, frames))
-    for (dataset, frames), tables in ablation_tables(df, spec, traits).items():
+    for (dataset, frames), tables in ablations.items():
         title = f"{suite.models[0].label}{weights} · {dataset} · {frames} frames"
         figures += plots.ablation_figures(tables, spec.accuracy, spec.tolerance, rec.chosen, title, plots.slug(dataset, frames))
     written += [store.write_bytes(f"plots/{name}.png", plots.png(fig)) for name, fig in figures]
