@@ -105,7 +105,7 @@ _STATE: dict[tuple[str, str], _WorkerState] = {}
 
 def run_group(suite_text: str, source: str, device: str, identities: list[str]) -> dict[str, Any]:
     """On a worker: measure the cells `identities` of the suite, back to back; return their rows and
-    raw arrays, the worker's environment and where it ran."""
+    raw arrays, the worker's environment and its name."""
     key = (suite_text, device)
     if key not in _STATE:
         for other in list(_STATE):  # one suite at a time: drop another's model before loading this one
@@ -122,10 +122,8 @@ def run_group(suite_text: str, source: str, device: str, identities: list[str]) 
         measured.append((row, arrays))
         if row["status"] != "ok":
             free_memory(device)
-    from distributed import get_worker
-
     name = os.environ.get("AVGGT_BENCH_WORKER", f"{environment['hostname']}:{os.getpid()}")
-    return {"rows": measured, "env": environment, "worker": name, "address": get_worker().address}
+    return {"rows": measured, "env": environment, "worker": name}
 
 
 # -- the client side -----------------------------------------------------------------------------------
@@ -213,9 +211,8 @@ def run(
             record(store, row, arrays, summary, board.bar.write)
             board.bar.update(1)
 
-    def submit(worker: str) -> None:
+    def submit(worker: str, alive: dict[str, Any]) -> None:
         while waiting:
-            alive = client.scheduler_info()["workers"]
             group = _next_for(waiting, holds.get(worker), Counter(m for w, m in holds.items() if w != worker and w in alive))
             if group is None and not in_flight:
                 group = waiting[0]  # no holder is busy: someone must load it
@@ -237,19 +234,11 @@ def run(
             return
         board.show(names.get(worker, worker), "idle")
 
-    def lost(future: Any, worker: str, alive: dict) -> bool:
-        """Whether the worker running this group died under it (a group pinned to a dead worker would wait forever)."""
-        from distributed import KilledWorker
-
-        if future.status == "error":
-            return isinstance(future.exception(), KilledWorker)
-        return not future.done() and worker not in alive
-
-    def rerun_lost_groups() -> None:
-        """Run again, on a worker still alive, each group whose worker died; after ALLOWED_FAILURES reruns, record its cells as errors."""
-        alive = client.scheduler_info()["workers"]
+    def rerun_lost_groups(alive: dict[str, Any]) -> None:
+        """Run again, on a worker still alive, each group whose worker died under it (a group pinned
+        to a dead worker would wait forever); after ALLOWED_FAILURES reruns, record its cells as errors."""
         for future, flight in list(in_flight.items()):
-            if not lost(future, flight.worker, alive):
+            if not (_killed(future) or (not future.done() and flight.worker not in alive)):
                 continue
             del in_flight[future]
             holds.pop(flight.worker, None)
@@ -261,28 +250,28 @@ def run(
             else:
                 waiting.insert(0, flight.group)
 
-    def feed_idle_workers() -> None:
+    def feed_idle_workers(alive: dict[str, Any]) -> None:
         """Give a group to every worker with none: at the start, and to workers that joined (or
         came back after a crash) since."""
-        workers = client.scheduler_info()["workers"]
-        names.update({address: str(info.get("name", address)) for address, info in workers.items()})
-        for worker in sorted(workers):
+        names.update({address: str(info.get("name", address)) for address, info in alive.items()})
+        for worker in sorted(alive):
             if waiting and worker not in {flight.worker for flight in in_flight.values()}:
-                submit(worker)
+                submit(worker, alive)
 
     try:
         client.wait_for_workers(1)
-        feed_idle_workers()
+        feed_idle_workers(client.scheduler_info()["workers"])
         while in_flight or waiting:  # with nothing in flight, what waits goes to the next worker to join (a dead one's replacement)
+            alive = client.scheduler_info()["workers"]
             for future in flying.next_batch(block=False) if flying.has_ready() else ():
                 flight = in_flight.get(future)
-                if flight is None or lost(future, flight.worker, {flight.worker: None}):
+                if flight is None or _killed(future):
                     continue  # cancelled, or left to rerun_lost_groups
                 del in_flight[future]
                 write(_outcome(future, flight.group, store))
-                submit(flight.worker)
-            rerun_lost_groups()
-            feed_idle_workers()
+                submit(flight.worker, alive)
+            rerun_lost_groups(alive)
+            feed_idle_workers(alive)
             time.sleep(WATCH_S)
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -305,6 +294,13 @@ def _next_for(waiting: list[Group], model: str | None, held_elsewhere: Counter) 
         return own or unheld
     left = Counter(group.model for group in waiting)
     return next((group for group in waiting if left[group.model] > held_elsewhere[group.model]), None)
+
+
+def _killed(future: Any) -> bool:
+    """Whether the scheduler gave up on a group because workers died running it."""
+    from distributed import KilledWorker
+
+    return future.status == "error" and isinstance(future.exception(), KilledWorker)
 
 
 def _outcome(future: Any, group: Group, store: ResultStore) -> list[tuple[dict[str, Any], dict]]:
