@@ -18,9 +18,8 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from tabulate import tabulate
 
-from bench.report import add_speedup, metric_columns
+from bench.report import add_speedup, metric_columns, text_table
 from metrics import METRICS
 
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.yaml")
@@ -169,7 +168,7 @@ class Comparison:
 
 
 def diff_table(diffs: pd.DataFrame) -> str:
-    return tabulate(diffs, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–")
+    return text_table(diffs)
 
 
 def _finite(value: Any) -> bool:

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from bench import plots
 from bench.protocols import PROTOCOLS
-from bench.report import metric_columns, protocol_tables, summary_rows
+from bench.report import metric_columns, protocol_tables, summary_rows, text_table
 from bench.results_index import ResultSet, discover, load_set
 from bench.store import CELLS_FILE, ResultsError
 from metrics import direction
@@ -65,6 +64,7 @@ def _set_rows(s: ResultSet, gpu: str, df: pd.DataFrame) -> list[pd.DataFrame]:
     """The benchmark rows of one set on one GPU, tagged with where they come from."""
     commits = df.groupby(["model", "method"], sort=False)["commit"].agg(lambda c: ", ".join(dict.fromkeys(c)))
     weights = df.groupby("model", sort=False)["weights"].first()
+    random = df.groupby("model")["weights_random"].agg(lambda w: bool(w.fillna(False).astype(bool).any()))
     sparse = {(r["model"], r["method"]) for _, r in df.iterrows() if _block_sparse(r.get("plan"))}
     tagged = []
     protocol_rows = df["protocol"].notna() if "protocol" in df else pd.Series(False, index=df.index)
@@ -80,7 +80,6 @@ def _set_rows(s: ResultSet, gpu: str, df: pd.DataFrame) -> list[pd.DataFrame]:
     out = []
     for table in tagged:
         keys = list(zip(table["model"], table["method"]))
-        random = df.groupby("model")["weights_random"].agg(lambda w: bool(w.fillna(False).astype(bool).any()))
         out.append(table.assign(
             gpu=gpu, set=s.name, _last=s.last, _order=range(len(table)),
             commit=[commits.get(k, "") for k in keys], weights=table["model"].map(weights), weights_random=table["model"].map(random),
@@ -167,7 +166,7 @@ def _markdown(accuracy: list, timing: list) -> str:
         if group:
             lines += [f"## {heading}", ""]
             for title, table in group:
-                lines += [f"### {title}", "", tabulate(_cells(table), headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–"), ""]
+                lines += [f"### {title}", "", text_table(_cells(table)), ""]
     return "\n".join(lines)
 
 
@@ -179,7 +178,7 @@ def _latex(tables: list) -> str:
     """One booktabs table per section, each ready to paste into a paper (needs \\usepackage{booktabs})."""
     out = [f"% {_latex_text(INTRO)}", "% needs \\usepackage{booktabs}", ""]
     for title, table in tables:
-        body = tabulate(_cells(table.replace(PARETO, "*")), headers="keys", tablefmt="latex_booktabs", showindex=False, floatfmt=".4g", missingval="--")
+        body = text_table(_cells(table.replace(PARETO, "*")), "latex_booktabs", missingval="--")
         out += ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{_latex_text(title)}}}", body, "\\end{table}", ""]
     return "\n".join(out)
 

@@ -122,9 +122,9 @@ def predict(model_name: str, weights: str, method: str, params: dict[str, Any], 
     try:
         model = create_model(model_name, weights=weights).to(device)
         plan = resolve_plan(method, params, model.traits)
-        if (mode or model.preprocess_mode) is None:
-            raise click.BadParameter(f"model {model_name!r} does not look at images (it answers from a dataset's ground truth): run it in a suite", param_hint="--model")
         mode = mode or model.preprocess_mode
+        if mode is None:
+            raise click.BadParameter(f"model {model_name!r} does not look at images (it answers from a dataset's ground truth): run it in a suite", param_hint="--model")
         preprocessing = PREPROCESS.get(mode)
     except (UnknownNameError, WeightsError, MethodNotApplicable, ValueError) as err:
         raise click.ClickException(str(err)) from None

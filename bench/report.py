@@ -37,14 +37,16 @@ FORMATS = {"md": "github", "latex": "latex_booktabs", "csv": None}
 SUFFIXES = {"md": "md", "latex": "tex", "csv": "csv"}
 
 
-def load_results(location: str | Path) -> pd.DataFrame:
+def load_results(location: str | Path, environments: dict[str, Any] | None = None) -> pd.DataFrame:
     """The measured rows of a results folder (newest per cell) as a frame, with the `gpu` (or CPU)
-    each was measured on (from env.json) and a `speedup` column added. An analysis's attention
-    statistics rows are not measurements of a method: `bench.analysis` reads them."""
+    each was measured on (from `environments`, read from env.json when not given) and a `speedup`
+    column added. An analysis's attention statistics rows are not measurements of a method:
+    `bench.analysis` reads them."""
     df = pd.DataFrame([row for row in read_rows(location) if row.get("analysis") is None])  # attention statistics: bench.analysis
-    environments = ResultStore(cells_path(location).parent).environments()
+    if environments is None:
+        environments = _store(location).environments()
     if environments and "env_id" in df:
-        df["gpu"] = df["env_id"].map(lambda ident: device_name(environments.get(ident, {})) if isinstance(ident, str) and ident in environments else None)
+        df["gpu"] = df["env_id"].map(lambda ident: device_name(environments[ident]) if isinstance(ident, str) and ident in environments else None)
     return add_speedup(df)
 
 
@@ -229,6 +231,11 @@ def _comparability(cells: pd.DataFrame, version: int, expected: int) -> str:
     return "no: " + "; ".join(reasons) if reasons else "yes"
 
 
+def text_table(table: pd.DataFrame, tablefmt: str = "github", missingval: str = "–") -> str:
+    """A table as text the way every report prints one: numbers to 4 significant digits, no index."""
+    return tabulate(table, headers="keys", tablefmt=tablefmt, showindex=False, floatfmt=".4g", missingval=missingval)
+
+
 def render(df: pd.DataFrame, fmt: str = "md", location: str | Path | None = None) -> str:
     """The report of `df` as Markdown, LaTeX (one table per group) or CSV (one table, group columns
     first); protocol tables need the results folder (`location`) for the rows' raw arrays."""
@@ -242,8 +249,7 @@ def render(df: pd.DataFrame, fmt: str = "md", location: str | Path | None = None
         raise ResultsError("rows measured under a protocol need their results folder to be reported (their raw arrays live there)")
     unprotocolled = df[df["protocol"].isna()] if "protocol" in df else df  # protocol rows are reported the protocol's way
     for title, table in protocol_part + sweep_tables(df) + tables(unprotocolled):
-        table = table.astype(object).where(table.notna(), None)  # unmeasured cells print as missingval
-        body = tabulate(table, headers="keys", tablefmt=FORMATS[fmt], showindex=False, floatfmt=".4g", missingval="–")
+        body = text_table(table.astype(object).where(table.notna(), None), FORMATS[fmt])  # unmeasured cells print as missingval
         parts.append(f"## {title}\n\n{body}\n" if fmt == "md" else f"% {title}\n{body}\n")
     return "\n".join(parts)
 
@@ -251,11 +257,13 @@ def render(df: pd.DataFrame, fmt: str = "md", location: str | Path | None = None
 def write_report(results_dir: str | Path, fmt: str = "md") -> tuple[str, Path]:
     """Render the report of a results folder, opened by where and when its rows were measured, and
     write it beside the rows as report.<md|tex|csv>."""
-    df = load_results(results_dir)
+    store = _store(results_dir)
+    environments = store.environments()
+    df = load_results(results_dir, environments)
     text = render(df, fmt, results_dir)
     if fmt != "csv":
-        text = ("" if fmt == "md" else "% ") + provenance(df, _store(results_dir).environments()) + "\n\n" + text
-    return text, _store(results_dir).write_text(f"report.{SUFFIXES[fmt]}", text)
+        text = ("" if fmt == "md" else "% ") + provenance(df, environments) + "\n\n" + text
+    return text, store.write_text(f"report.{SUFFIXES[fmt]}", text)
 
 
 def provenance(df: pd.DataFrame, environments: dict[str, Any]) -> str:

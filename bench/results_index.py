@@ -68,7 +68,7 @@ def load_set(path: Path, archived: bool) -> ResultSet:
     if (path / CELLS_FILE).is_file():
         store = ResultStore(path)
         envs = store.environments()
-        rows = load_results(path)
+        rows = load_results(path, envs)
         missing = sorted(set(rows["env_id"].dropna()) - set(envs))
         if missing:
             raise ResultsError(f"{store.env}: no environment for env id {', '.join(missing)} that rows of {path / CELLS_FILE} name")
