@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench import plots
 from bench.protocols import PROTOCOLS
-from bench.report import metric_columns, protocol_tables, summary_rows, text_table
+from bench.report import metric_columns, protocol_tables, random_weights, summary_rows, text_table
 from bench.results_index import ResultSet, discover, load_set
 from bench.store import CELLS_FILE, ResultsError
 from metrics import direction
@@ -64,7 +64,7 @@ def _set_rows(s: ResultSet, gpu: str, df: pd.DataFrame) -> list[pd.DataFrame]:
     """The benchmark rows of one set on one GPU, tagged with where they come from."""
     commits = df.groupby(["model", "method"], sort=False)["commit"].agg(lambda c: ", ".join(dict.fromkeys(c)))
     weights = df.groupby("model", sort=False)["weights"].first()
-    random = df.groupby("model")["weights_random"].agg(lambda w: bool(w.fillna(False).astype(bool).any()))
+    random = random_weights(df).groupby(df["model"]).any()
     sparse = {(r["model"], r["method"]) for _, r in df.iterrows() if _block_sparse(r.get("plan"))}
     tagged = []
     protocol_rows = df["protocol"].notna() if "protocol" in df else pd.Series(False, index=df.index)
@@ -111,7 +111,8 @@ def sections(board: pd.DataFrame) -> tuple[list[tuple[str, pd.DataFrame]], list[
     accuracy, timing = [], []
     for (benchmark, gpu), group in board.groupby(["benchmark", "gpu"], sort=False):
         columns = group["_columns"].iloc[0]
-        real, random = group[~group["weights_random"].astype(bool)], group[group["weights_random"].astype(bool)]
+        flag = group["weights_random"].astype(bool)
+        real, random = group[~flag], group[flag]
         if len(real):
             marks = pareto(real["time_s"], real[columns[0]], real["_better"].iloc[0]) if columns else pd.Series(False, index=real.index)
             table = real.assign(pareto=marks.map({True: PARETO, False: ""}))

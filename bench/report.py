@@ -90,6 +90,11 @@ def _aggregation(column: str) -> str:
     return key.aggregate if key is not None else "mean"
 
 
+def random_weights(df: pd.DataFrame) -> pd.Series:
+    """Whether each row was measured with random weights (rows that do not say: not)."""
+    return df["weights_random"].fillna(False).astype(bool) if "weights_random" in df else pd.Series(False, index=df.index)
+
+
 def _geometric_mean(values: pd.Series) -> float:
     values = values.dropna()
     return float(np.exp(np.log(values).mean())) if len(values) else float("nan")
@@ -103,7 +108,7 @@ def _note(cells: pd.DataFrame, expected: int, dense_scenes: int | None) -> str:
     """What a reader must know of a row: random weights, scenes that failed or are missing, and
     whether it averages fewer scenes than its dense row (then its means are not comparable)."""
     notes = []
-    if cells.get("weights_random", pd.Series(False)).fillna(False).astype(bool).any():
+    if random_weights(cells).any():
         notes.append(TIMING_ONLY)
     failed = cells.loc[cells["status"] != "ok", "status"].value_counts()
     notes.extend(f"{status} in {count} of {expected} scenes" for status, count in failed.items())
@@ -131,7 +136,7 @@ def summary_rows(df: pd.DataFrame) -> pd.DataFrame:
             ok = cells[cells["status"] == "ok"]
             record: dict[str, Any] = dict(zip([*GROUP_KEYS, "method"], (*keys, method)))
             record["weights"] = cells["weights"].iloc[0]
-            record["weights_random"] = bool(cells["weights_random"].fillna(False).astype(bool).any()) if "weights_random" in cells else False
+            record["weights_random"] = bool(random_weights(cells).any())
             record["scenes"] = f"{ok['scene'].nunique()}/{expected}"
             record.update({c: ok[c].agg(_aggregation(c)) for c in columns})
             record["time_s"] = ok["time_median_s"].mean()
@@ -223,7 +228,7 @@ def _comparability(cells: pd.DataFrame, version: int, expected: int) -> str:
         reasons.append("overrides " + ", ".join(sorted({key for o in overrides for key in o})))
     if set(cells["protocol_version"].dropna().astype(int)) != {version}:
         reasons.append(f"measured under another version than v{version}")
-    if cells.get("weights_random", pd.Series(False)).fillna(False).astype(bool).any():
+    if random_weights(cells).any():
         reasons.append("random weights")
     unmeasured = expected - _ok_scenes(cells)
     if unmeasured:
@@ -280,7 +285,7 @@ def provenance(df: pd.DataFrame, environments: dict[str, Any]) -> str:
 
 def weights_summary(df: pd.DataFrame) -> str:
     """Whether rows have real weights, random ones (timing only), or which models have random ones."""
-    random = df["weights_random"].fillna(False).astype(bool) if "weights_random" in df else pd.Series(False, index=df.index)
+    random = random_weights(df)
     if random.all():
         return "random weights (timing only)"
     return "real weights" if not random.any() else f"random weights for {', '.join(dict.fromkeys(df.loc[random, 'model']))} (timing only)"
