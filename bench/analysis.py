@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tabulate import tabulate
 
 from bench import plots, runner
 from bench.attention_stats import STATISTICS, AttentionRecorder
@@ -38,7 +37,7 @@ from bench.methods import resolve_plan
 from bench.methods.layout import Layout
 from bench.methods.params import layer_set
 from bench.models import ModelTraits
-from bench.report import load_results, provenance, summary_rows
+from bench.report import load_results, provenance, summary_rows, text_table
 from bench.store import ResultStore, read_raw, read_rows
 from bench.suite import AnalysisSpec, Cell, Expansion, MethodSpec, Suite, expand, fail_at, traits_of
 from bench.timing import time_forward
@@ -406,7 +405,7 @@ def render(store: ResultStore, df: pd.DataFrame, groups: dict[tuple[str, Any], l
 
 def _markdown(table: pd.DataFrame) -> str:
     table = table.astype(object).where(table.notna(), None)
-    return tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="–")
+    return text_table(table)
 
 
 def write_outputs(results_dir: str | Path, suite: Suite, traits: ModelTraits) -> tuple[Recommendation, list[Path]]:
