@@ -26,8 +26,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.env import fingerprint
-from bench.store import read_rows
+from bench.store import ResultStore, read_rows
 
 
 def timed_run(suite: str, out: Path, workers: int, only: list[str], expect_from: str | None) -> float:
@@ -49,7 +48,7 @@ def compare(suite: str, only: list[str], out: Path, workers: int, walls: dict[st
     ]  # fmt: skip
     ratio = walls[str(workers)] / walls["1"]
     summary = {
-        "suite": suite, "only": only, "workers": workers, "env": fingerprint("cuda" if "cuda" in json.dumps(one) else "cpu"),
+        "suite": suite, "only": only, "workers": workers, "env": {f"workers-{n}": ResultStore(out / f"workers-{n}").environments() for n in (1, workers)},
         "wall_s": walls, "wall_ratio": round(ratio, 3), "cells": cells,
     }  # fmt: skip
     (out / "comparison.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
