@@ -185,6 +185,7 @@ class AttentionRecorder:
     densely. `prepare` gives it the sequence of the next forward."""
 
     is_dense = False  # dense attention, but its time includes the statistics: never a speedup's baseline
+    capturable = False  # it reads every layer's attention on the host
 
     def __init__(self, queries: int, radius: int, seed: int, kernel: str = "auto", chunk_elements: int = CHUNK_ELEMENTS) -> None:
         self.queries, self.radius, self.seed, self.chunk_elements = queries, radius, seed, chunk_elements

@@ -294,8 +294,7 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> tup
         stage = "forward pass"
         images = torch.from_numpy(seq.images).to(cell.device)
         timing = cell.suite.timing
-        model.prime(images, cell.plan)
-        cell.plan.reset_observations()  # the row's observations cover its own timed forwards
+        model.prime(images, cell.plan)  # also starts the plan's observations afresh: the row's cover its own forwards
         raw, measured = time_forward(
             lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup_for(seq.num_frames), timing.repeats_for(seq.num_frames)
         )

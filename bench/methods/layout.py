@@ -32,6 +32,7 @@ class Layout:
 
 class AttentionPlan(Protocol):
     is_dense: bool  # every global layer exact dense attention: the baseline speedups are measured against
+    capturable: bool  # its forward may run as a captured CUDA graph: it does nothing on the host per call
 
     def describe(self, frames: int | None = None) -> dict:
         """The full resolved plan, JSON-serialisable, recorded in every result row."""

@@ -24,6 +24,7 @@ class DensePlan:
     """Exact softmax attention over all tokens in every layer: the published models."""
 
     is_dense = True
+    capturable = True
 
     def __init__(self, kernel: str = "auto") -> None:
         self.kernel = AttentionKernel(kernel)
@@ -44,6 +45,8 @@ class Plan:
     Layers no rule covers run `dense`. `settings` are the method's resolved parameters, recorded
     with the per-layer assignment so a result can always be traced to what produced it.
     """
+
+    capturable = True  # every operator's per-layer host work is cached per layout
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.models.graphs import CapturedForward
 from bench.registry import Registry
 from bench.stages import compile_stages
 
@@ -93,6 +94,8 @@ class BenchModel(nn.Module):
         self.weights_info = WeightsInfo(id="random", sha256=None, random=True)
         self.compiled = False  # whether forward runs code that its first call at a new size compiles
         self._primed: set[tuple[Any, ...]] = set()
+        self.cuda_graph_frames = 0  # forwards of up to this many frames on a GPU run as a captured CUDA graph
+        self._captured: tuple["AttentionPlan | None", CapturedForward] | None = None  # the one graph kept
 
     def compile_stages(self) -> None:
         """Run the memory-bound stages of every block and head compiled (`bench.stages`)."""
@@ -100,22 +103,48 @@ class BenchModel(nn.Module):
         self.compiled = True
 
     def prime(self, images: torch.Tensor, plan: "AttentionPlan | None" = None) -> None:
-        """Do outside the timed region what a first forward at this image size would do inside it:
-        compile. One two-frame forward per image size, device and plan (plans compile stages of
-        their own); nothing for eager models. Compiled code is general in sizes from 2 up; a size
-        of exactly 1 (a last chunk of one frame) compiles once more, in whichever forward first meets it."""
+        """Do outside the timed region what a first forward at this size would do inside it, and
+        start the plan's observations afresh for the forwards to come. Compile: one two-frame
+        forward per image size, device and plan (plans compile stages of their own); nothing for
+        eager models. Compiled code is general in sizes from 2 up; a size of exactly 1 (a last
+        chunk of one frame) compiles once more, in whichever forward first meets it. Then, where
+        these images run as a CUDA graph (`cuda_graph_frames`), capture it."""
         key = (tuple(images.shape[-2:]), images.device, plan)  # plans hash by identity
         if self.compiled and key not in self._primed:
             with torch.inference_mode():  # the mode the timed forwards run in (compiled code guards on it)
                 self(images[..., :2, :, :, :], plan=plan)
             self._primed.add(key)
+        if plan is not None:
+            plan.reset_observations()
+        if self._runs_as_graph(images, plan):
+            self._graph_for(images, plan)
 
     def run(self, images: torch.Tensor, plan: "AttentionPlan | None" = None, sequence: "Sequence | None" = None) -> dict[str, torch.Tensor]:
-        """The timed call. `sequence` is there for models that read ground truth (the oracle)."""
+        """The timed call. `sequence` is there for models that read ground truth (the oracle).
+        Outputs of a forward run as a CUDA graph stay valid until the model's next call."""
+        if self._runs_as_graph(images, plan):
+            return self._graph_for(images, plan)(images)
+        self._captured = None  # a graph's memory is not held through forwards that do not use it
         return self(images, plan=plan)
+
+    def _runs_as_graph(self, images: torch.Tensor, plan: "AttentionPlan | None") -> bool:
+        return captures_on(images.device) and images.shape[-4] <= self.cuda_graph_frames and (plan is None or plan.capturable)
+
+    def _graph_for(self, images: torch.Tensor, plan: "AttentionPlan | None") -> CapturedForward:
+        """The captured forward of `plan` at `images`' shape: the one kept, or a new capture."""
+        if self._captured is None or self._captured[0] is not plan or not self._captured[1].matches(images):
+            self._captured = None  # free the old graph before capturing the next
+            with torch.inference_mode():
+                self._captured = (plan, CapturedForward(lambda x: self(x, plan=plan), images))
+        return self._captured[1]
 
     def to_prediction(self, raw: dict[str, torch.Tensor]) -> Prediction:
         raise NotImplementedError
+
+
+def captures_on(device: torch.device) -> bool:
+    """Whether forwards on `device` can run as CUDA graphs."""
+    return device.type == "cuda"
 
 
 MODELS: Registry = Registry("model")
