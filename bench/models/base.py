@@ -119,11 +119,20 @@ class BenchModel(nn.Module):
         if self._runs_as_graph(images, plan):
             self._graph_for(images, plan)
 
+    def queue(self, images: torch.Tensor, plan: "AttentionPlan | None" = None) -> dict[str, torch.Tensor]:
+        """The part of the forward that never waits on the host (what a CUDA graph captures):
+        all of it, unless the model moves a last step into `finish`."""
+        return self(images, plan=plan)
+
+    def finish(self, queued: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The forward's outputs from `queue`'s: the steps that wait on the host (none by default)."""
+        return queued
+
     def run(self, images: torch.Tensor, plan: "AttentionPlan | None" = None, sequence: "Sequence | None" = None) -> dict[str, torch.Tensor]:
         """The timed call. `sequence` is there for models that read ground truth (the oracle).
         Outputs of a forward run as a CUDA graph stay valid until the model's next call."""
         if self._runs_as_graph(images, plan):
-            return self._graph_for(images, plan)(images)
+            return self.finish(self._graph_for(images, plan)(images))
         self._captured = None  # a graph's memory is not held through forwards that do not use it
         return self(images, plan=plan)
 
@@ -135,7 +144,7 @@ class BenchModel(nn.Module):
         if self._captured is None or self._captured[0] is not plan or not self._captured[1].matches(images):
             self._captured = None  # free the old graph before capturing the next
             with torch.inference_mode():
-                self._captured = (plan, CapturedForward(lambda x: self(x, plan=plan), images))
+                self._captured = (plan, CapturedForward(lambda x: self.queue(x, plan=plan), images))
         return self._captured[1]
 
     def to_prediction(self, raw: dict[str, torch.Tensor]) -> Prediction:

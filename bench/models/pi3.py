@@ -118,12 +118,9 @@ class Pi3(BenchModel):
     def special_tokens(self) -> int:
         return self.cfg.num_register_tokens
 
-    def forward(self, images: torch.Tensor, plan: AttentionPlan | None = None) -> dict[str, torch.Tensor]:
-        """Images (S, 3, H, W) or (B, S, 3, H, W) in [0, 1], H and W multiples of the patch size.
-
-        Returns camera_poses (B, S, 4, 4) camera-to-world, local_points (B, S, H, W, 3) in each
-        camera's frame, points (B, S, H, W, 3) in the world frame, conf (B, S, H, W, 1) logits.
-        """
+    def queue(self, images: torch.Tensor, plan: AttentionPlan | None = None) -> dict[str, torch.Tensor]:
+        """The forward up to the heads' raw outputs (B, S, ...): rotation (3×3, not yet a
+        rotation), translation, local_points, conf; nothing in it waits on the host."""
         images = check_images(images, self.cfg.patch_size, "pi3", self.preprocess_mode)
         batch, frames, _, height, width = images.shape
         grid = (height // self.cfg.patch_size, width // self.cfg.patch_size)
@@ -132,6 +129,28 @@ class Pi3(BenchModel):
             hidden = self._decode(images, grid, plan or DensePlan())
         outputs = self._heads(hidden, grid, autocast_dtype)
         return {name: t.unflatten(0, (batch, frames)) for name, t in outputs.items()}
+
+    def forward(self, images: torch.Tensor, plan: AttentionPlan | None = None) -> dict[str, torch.Tensor]:
+        """Images (S, 3, H, W) or (B, S, 3, H, W) in [0, 1], H and W multiples of the patch size.
+
+        Returns camera_poses (B, S, 4, 4) camera-to-world, local_points (B, S, H, W, 3) in each
+        camera's frame, points (B, S, H, W, 3) in the world frame, conf (B, S, H, W, 1) logits.
+        """
+        return self.finish(self.queue(images, plan))
+
+    def finish(self, queued: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The cameras and world points from `queue`'s head outputs: the rotation fit (an SVD,
+        which checks its result on the host on CUDA) runs once, after all the GPU work is queued."""
+        batch, frames = queued["rotation"].shape[:2]
+        rotation, translation, local_points = (queued[name].flatten(0, 1) for name in ("rotation", "translation", "local_points"))
+        with torch.autocast(rotation.device.type, enabled=False):
+            poses = rotation.new_zeros(rotation.shape[0], 4, 4)
+            poses[:, :3, :3] = nearest_rotation(rotation)
+            poses[:, :3, 3] = translation
+            poses[:, 3, 3] = 1.0
+            points = torch.einsum("nij,nhwj->nhwi", poses[:, :3, :3], local_points) + poses[:, None, None, :3, 3]
+        outputs = {"camera_poses": poses, "local_points": local_points, "points": points}
+        return {name: t.unflatten(0, (batch, frames)) for name, t in outputs.items()} | {"conf": queued["conf"]}
 
     def _decode(self, images: torch.Tensor, grid: tuple[int, int], plan: AttentionPlan) -> torch.Tensor:
         """Images (B, S, 3, H, W) → concat(block depth−2, block depth−1) outputs (B·S, P, 2·dim).
@@ -169,7 +188,7 @@ class Pi3(BenchModel):
 
         The head decoders run under the backbone's autocast (as released); the linear heads and
         the exp of depth in float32 (as released) or under bf16 autocast (`heads_dtype`), into
-        float32 outputs; the poses and world points in float32.
+        float32 outputs; `finish` makes the poses and world points from them, in float32.
         """
         count, device = hidden.shape[0], hidden.device
         height, width = grid[0] * self.cfg.patch_size, grid[1] * self.cfg.patch_size
@@ -192,13 +211,7 @@ class Pi3(BenchModel):
                 local_points[span] = torch.cat([xy * z, z], dim=-1)
                 conf[span] = self.conf_head(conf_tokens[:, patches].to(dtype), grid)
                 translation[span], rotation[span] = self.camera_head(camera_tokens[:, patches].to(dtype))
-        with torch.autocast(device.type, enabled=False):
-            poses = hidden.new_zeros(count, 4, 4, dtype=dtype)
-            poses[:, :3, :3] = nearest_rotation(rotation)  # once, last: it synchronises on CUDA
-            poses[:, :3, 3] = translation
-            poses[:, 3, 3] = 1.0
-            points = torch.einsum("nij,nhwj->nhwi", poses[:, :3, :3], local_points) + poses[:, None, None, :3, 3]
-        return {"camera_poses": poses, "local_points": local_points, "points": points, "conf": conf}
+        return {"rotation": rotation, "translation": translation, "local_points": local_points, "conf": conf}
 
     def to_prediction(self, raw: dict[str, torch.Tensor]) -> Prediction:
         """Batch entry 0 of `forward`'s outputs in the harness conventions.
