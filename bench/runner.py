@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -298,6 +298,9 @@ def measure(cell: Cell, models: _Latest, sequences: _Latest, env_id: str) -> tup
         raw, measured = time_forward(
             lambda: model.run(images, cell.plan, seq), cell.device, timing.warmup_for(seq.num_frames), timing.repeats_for(seq.num_frames)
         )
+        graph_peak = model.graph_peak_gib(images, cell.plan)
+        if graph_peak is not None:
+            measured = replace(measured, peak_mem_gib=max(measured.peak_mem_gib or 0.0, graph_peak))
         row.update(measured.as_row(), plan=cell.plan.describe(seq.num_frames))  # after the run: plans may record kernels used
         stage = "converting the output"
         pred, gt = metric_inputs(model.to_prediction(raw), seq)

@@ -49,14 +49,19 @@ def main(models: str, methods: str, frames: str, repeats: int, size: str, out: P
                 print(rows[-1], flush=True)
         del model
         torch.cuda.empty_cache()
+    write(rows, fingerprint("cuda"), (height, width), repeats, out)
+
+
+def write(rows: list[dict], environment: dict, size: tuple[int, int], repeats: int, out: Path) -> None:
+    """Each row's speedup over dense (plain and graphed) and gain from the graph; OUT/graph_speed.json and .md."""
     dense = {(r["model"], r["frames"]): r for r in rows if r["method"] == "dense"}
     for row in rows:
         base = dense[(row["model"], row["frames"])]
         row.update(plain_speedup=base["plain_s"] / row["plain_s"], graph_speedup=base["graph_s"] / row["graph_s"], graph_gain=row["plain_s"] / row["graph_s"])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "graph_speed.json").write_text(json.dumps({"environment": fingerprint("cuda"), "size": [height, width], "repeats": repeats, "rows": rows}, indent=1) + "\n")
+    (out / "graph_speed.json").write_text(json.dumps({"environment": environment, "size": list(size), "repeats": repeats, "rows": rows}, indent=1) + "\n")
     table = tabulate(rows, headers="keys", tablefmt="github", floatfmt=".4g")
-    (out / "graph_speed.md").write_text(f"# Forward time with and without CUDA graphs ({height}×{width}, median of {repeats})\n\n{table}\n")
+    (out / "graph_speed.md").write_text(f"# Forward time with and without CUDA graphs ({size[0]}×{size[1]}, median of {repeats})\n\n{table}\n")
     print(table)
 
 

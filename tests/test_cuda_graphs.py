@@ -20,7 +20,7 @@ class RecordingCapture:
     captures: list[tuple[int, ...]] = []
 
     def __init__(self, forward, example):
-        self.forward, self.shape = forward, example.shape
+        self.forward, self.shape, self.peak_bytes = forward, example.shape, 3 * 2**30
         RecordingCapture.captures.append(tuple(example.shape))
         self.output = forward(example)
 
@@ -78,6 +78,16 @@ def test_one_capture_per_plan_and_shape_made_by_prime_after_the_observations_res
         assert model._captured[0] is other, "only the latest graph is kept"
         model.run(frames(7), plan)
     assert len(graphs_on_cpu) == 3 and model._captured is None, "more frames than the option: a plain forward, and the graph freed"
+
+
+def test_the_peak_memory_of_a_replayed_forward_is_the_one_seen_at_capture(graphs_on_cpu):
+    model = create_model("vggt-tiny", cuda_graph_frames=4)
+    plan = resolve_plan("avggt", {}, model.traits)
+    with torch.inference_mode():
+        assert model.graph_peak_gib(frames(4), plan) is None, "nothing captured yet"
+        model.prime(frames(4), plan)
+        assert model.graph_peak_gib(frames(4), plan) == 3.0
+        assert model.graph_peak_gib(frames(5), plan) is None, "five frames run plainly"
 
 
 def test_a_plan_that_works_on_the_host_every_call_is_never_captured(graphs_on_cpu):

@@ -136,6 +136,13 @@ class BenchModel(nn.Module):
         self._captured = None  # a graph's memory is not held through forwards that do not use it
         return self(images, plan=plan)
 
+    def graph_peak_gib(self, images: torch.Tensor, plan: "AttentionPlan | None") -> float | None:
+        """The peak memory of the forward that `run(images, plan)` replays (None if it replays
+        none): the allocator's peak over replays alone misses the graph's own tensors."""
+        if not self._runs_as_graph(images, plan) or self._captured is None:
+            return None
+        return self._captured[1].peak_bytes / 2**30
+
     def _runs_as_graph(self, images: torch.Tensor, plan: "AttentionPlan | None") -> bool:
         return captures_on(images.device) and images.shape[-4] <= self.cuda_graph_frames and (plan is None or plan.capturable)
 

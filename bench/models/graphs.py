@@ -22,6 +22,7 @@ class CapturedForward:
     def __init__(self, forward: Forward, example: torch.Tensor) -> None:
         self.input = example.clone()
         device = example.device
+        torch.cuda.reset_peak_memory_stats(device)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # one warm forward first: lazy set-up (library handles, plans) cannot be captured
@@ -35,6 +36,9 @@ class CapturedForward:
             raise RuntimeError(
                 f"the forward could not be captured as a CUDA graph ({err}); run it without graphs (model option cuda_graph_frames: 0)"
             ) from err
+        # A replay allocates nothing (its tensors live in the graph's own pool), so the allocator's
+        # peak over replays misses them: the forward's peak is the one seen while it was captured.
+        self.peak_bytes = torch.cuda.max_memory_allocated(device)
 
     def matches(self, images: torch.Tensor) -> bool:
         return images.shape == self.input.shape and images.dtype == self.input.dtype and images.device == self.input.device
