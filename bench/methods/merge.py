@@ -11,7 +11,8 @@ Tokens take one of three roles, the same for every batch element and every layer
 
 The `ratio`·N best-matched sources (at most all of them) are merged: q, k and v of a target become
 the mean over it and its sources. Attention runs on the short sequence through the plan's exact
-kernel, and every merged source receives its target's output. With ratio 0 nothing changes.
+kernel, and every merged source receives its target's output. With ratio 0 nothing changes. The
+matching metric, the merge and the unmerge are compiled stages of a compiled forward.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from bench.methods.kernels import AttentionKernel
 from bench.methods.layout import Layout
+from bench.stages import stage
 
 
 CELL = 2  # target cells are CELL×CELL patches
@@ -63,10 +65,15 @@ def role_indices(layout: Layout, protected: float, seed: int, device: torch.devi
     return target.nonzero().squeeze(1).to(device), source.nonzero().squeeze(1).to(device)
 
 
+def match_metric(k: torch.Tensor) -> torch.Tensor:
+    """(B, N, heads·head_dim) unit keys, all heads concatenated: what sources and targets are matched by."""
+    return F.normalize(k.transpose(1, 2).flatten(2), dim=-1)
+
+
 def merge_assignment(k: torch.Tensor, target_index: torch.Tensor, source_index: torch.Tensor, merges: int) -> torch.Tensor:
     """(B, N) slot of every token in the merged sequence; merged sources share their target's slot."""
     batch, n = k.shape[0], k.shape[2]
-    metric = F.normalize(k.transpose(1, 2).flatten(2), dim=-1)
+    metric = stage(match_metric)(k)
     targets_t = metric[:, target_index].transpose(1, 2)
     chunk = max(1, _MATCH_CHUNK_ELEMENTS // (batch * target_index.numel()))
     best_score, best_target = [], []
@@ -102,7 +109,15 @@ def merge_attention(
         slot = torch.arange(layout.num_tokens, device=q.device).expand(q.shape[0], -1)
     else:
         slot = merge_assignment(k, target_index, source_index, merges)
-    length = layout.num_tokens - merges
+    merged = stage(merge_tokens)(q, k, v, slot, layout.num_tokens - merges)
+    return stage(unmerge_tokens)(kernel.attend(*merged), slot)
+
+
+def merge_tokens(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k and v of the `length` merged tokens: each slot's mean over the tokens `slot` sends to it.
+
+    Memory-bound (scatters and a division over (B, heads, N, head_dim)): a compiled forward runs
+    it fused (`bench.stages.stage`)."""
     index = slot[:, None, :, None].expand(q.shape)
     acc = torch.promote_types(q.dtype, torch.float32)
     counts = torch.zeros(q.shape[0], length, dtype=acc, device=q.device).scatter_add_(1, slot, torch.ones_like(slot, dtype=acc))
@@ -112,5 +127,9 @@ def merge_attention(
         sums = torch.zeros(x.shape[:2] + (length, x.shape[3]), dtype=acc, device=x.device)
         return (sums.scatter_add_(2, index, x.to(acc)) / counts).to(x.dtype)
 
-    out = kernel.attend(merge(q), merge(k), merge(v))
-    return out.gather(2, index)
+    return merge(q), merge(k), merge(v)
+
+
+def unmerge_tokens(out: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+    """Every token's output: its slot's (B, heads, N, head_dim)."""
+    return out.gather(2, slot[:, None, :, None].expand(out.shape[:2] + slot.shape[1:] + out.shape[3:]))
