@@ -199,13 +199,14 @@ def test_compiled_stages_give_the_eager_outputs_and_compile_once(tiny, monkeypat
     compiled_stage.cache_clear()  # later tests compile with the real backend
 
 
-@pytest.mark.parametrize("method", ["avggt", "fastvggt"])
+@pytest.mark.parametrize("method", ["avggt", "fastvggt", "sparse-vggt-50"])
 def test_a_plans_own_stages_compile_in_its_prime_and_give_the_eager_outputs(tiny, monkeypatch, method):
-    """AVGGT's merge of the extra terms and FastVGGT's matching metric, merge and unmerge are
-    compiled stages of a compiled forward: priming the model for the plan compiles them (after a
+    """AVGGT's merge of the extra terms, FastVGGT's matching metric, merge and unmerge, and
+    sparse-VGGT's block choice are compiled stages of a compiled forward: priming the model for the plan compiles them (after a
     dense prime, which never meets them), and the timed forward at another frame count then
-    compiles nothing and matches the eager model with the same plan."""
-    six = torch.rand(6, 3, 56, 70, generator=torch.Generator().manual_seed(2))
+    compiles nothing and matches the eager model with the same plan. The images are large enough
+    that two frames hold more than one key block (a size of 1 compiles as a constant)."""
+    six = torch.rand(6, 3, 112, 126, generator=torch.Generator().manual_seed(2))
     plan = resolve_plan(method, {}, tiny.traits)
     with torch.inference_mode():
         expected = tiny(six, plan)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from bench.methods.kernels import AttentionKernel
 from bench.methods.layout import Layout
+from bench.stages import stage
 
 
 Q_BLOCK = 128
@@ -46,12 +47,20 @@ def pool_blocks(x: torch.Tensor, block: int) -> torch.Tensor:
 
 
 def select_blocks(q_pooled: torch.Tensor, k_pooled: torch.Tensor, sparse_ratio: float, cdf_threshold: float) -> torch.Tensor:
-    """Boolean (B, heads, q blocks, k blocks): the key blocks each query block keeps, per head.
-
-    One head at a time, so the pooled score matrices stay small at a thousand frames.
-    """
+    """Boolean (B, heads, q blocks, k blocks): the key blocks each query block keeps, per head."""
     blocks = k_pooled.shape[2]
     at_least = min(blocks, math.ceil(round((1.0 - sparse_ratio) * blocks, 9)))  # (1 - 0.7)·10 is 3.0000000000000004
+    return stage(keep_most_probable)(q_pooled, k_pooled, at_least, cdf_threshold)
+
+
+def keep_most_probable(q_pooled: torch.Tensor, k_pooled: torch.Tensor, at_least: int, cdf_threshold: float) -> torch.Tensor:
+    """Per query block and head, the most probable key blocks of the pooled scores' softmax: at
+    least `at_least`, and as many as it takes to reach `cdf_threshold`.
+
+    One head at a time, so the pooled score matrices stay small at a thousand frames; a
+    compiled forward runs it compiled (`bench.stages.stage`): a few small kernels per head.
+    """
+    blocks = k_pooled.shape[2]
     scale = 1.0 / math.sqrt(q_pooled.shape[-1])
     rank = torch.arange(blocks, device=q_pooled.device)
     keep = torch.empty(q_pooled.shape[:3] + (blocks,), dtype=torch.bool, device=q_pooled.device)
