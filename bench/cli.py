@@ -61,7 +61,7 @@ def main() -> None:
 @click.option("--fresh", is_flag=True, help="Measure the selected cells again even where they are done; the new rows supersede the old (no row is deleted).")
 @click.option(
     "--start-from", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RESULTS_DIR",
-    help="First take into OUT the rows (and environments) of an earlier results folder that OUT lacks: continue a sweep measured elsewhere.",
+    help="First take into OUT the rows (and environments) of an earlier results folder that OUT lacks: continue a sweep measured elsewhere. Refused if that folder measured this suite's cells with other settings.",
 )
 @click.option("--dry-run", is_flag=True, help="List the cells (and whether each is already done) without running anything.")
 @click.option(
@@ -112,7 +112,8 @@ def run_command(
     try:
         with store.locked():
             if start_from:
-                click.echo(f"took {store.start_from(start_from)} rows from {start_from}", err=True)
+                taken = store.start_from(start_from, {cell.cell_id: cell.identity for cell in expansion.cells})
+                click.echo(f"took {taken} rows from {start_from}", err=True)
             expect = runner.expected_seconds(read_rows(expect_from)) if expect_from else None
             if workers or scheduler:
                 summary = _run_distributed(expansion, store, suite_path, workers, scheduler, only=only, time_limit=time_limit, expect=expect, remeasure=fresh)

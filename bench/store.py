@@ -177,13 +177,26 @@ class ResultStore:
         os.replace(partial, target)
         return target
 
-    def start_from(self, other: str | Path) -> int:
+    def start_from(self, other: str | Path, identities: dict[str, str] | None = None) -> int:
         """Take the rows (with their raw arrays) and environments of another results folder that this
-        one lacks, to continue a sweep measured elsewhere; returns how many rows were taken."""
+        one lacks, to continue a sweep measured elsewhere; returns how many rows were taken.
+
+        `identities` maps the cell ids of the suite being run to their identities: a row of one of
+        those cells under another identity measured it with other settings (the suite changed
+        since), and taking it would leave one cell with two identities here, so the whole start is
+        refused before anything is taken."""
         source = ResultStore(other)
+        rows = source.rows()
+        stale = [row["cell"] for row in rows if identities and row.get("cell") in identities and row["id"] != identities[row["cell"]]]
+        if stale:
+            raise ResultsError(
+                f"{source.cells}: {len(stale)} rows measure cells of this suite with other settings than it has now "
+                f"(e.g. {stale[0]}: a model option, method parameter, dataset option or protocol changed); "
+                "start a new results folder without --start-from, or start from a set measured with the suite as it is"
+            )
         self.open()
         have = {row["id"] for row in self.rows()}
-        taken = [row for row in source.rows() if row["id"] not in have]
+        taken = [row for row in rows if row["id"] not in have]
         for ident, env in source.environments().items():
             self._add_env(ident, env)
         for row in taken:

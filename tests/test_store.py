@@ -134,3 +134,15 @@ def test_start_from_takes_the_rows_environments_and_raw_arrays_another_folder_ha
     rows = {r["id"]: r for r in here.rows()}
     assert set(rows) == {"a", "b"} and rows["b"]["x"] == 5.0
     assert list(read_raw(here.directory, rows["a"])["x"]) == [1.0, 1.0] and ident in json.loads(here.env.read_text())
+
+
+def test_start_from_refuses_rows_of_this_suites_cells_measured_with_other_settings(tmp_path):
+    earlier = ResultStore(tmp_path / "earlier")
+    earlier.open()
+    earlier.append({"id": "old-identity", "cell": "m/dense/d/s/8", "status": "ok"})
+    earlier.append({"id": "other-suite", "cell": "x/dense/d/s/8", "status": "ok"})
+    here = ResultStore(tmp_path / "here")
+    with pytest.raises(ResultsError, match=r"1 rows measure cells of this suite with other settings .*m/dense/d/s/8"):
+        here.start_from(earlier.directory, {"m/dense/d/s/8": "new-identity"})
+    assert not here.cells.exists(), "nothing is taken when the start is refused"
+    assert here.start_from(earlier.directory, {"m/dense/d/s/8": "old-identity"}) == 2
