@@ -118,14 +118,18 @@ def select(cells: list[Cell], only: Iterable[str] = ()) -> list[Cell]:
 
 def expected_seconds(rows: Iterable[dict[str, Any]]) -> Callable[[Cell], float | None]:
     """How long each cell should take, from the rows of an earlier run of the same cells (matched
-    by identity): its median forward time × the forwards this suite runs for it (warm-up and
-    repeats). None for a cell that has no ok row there."""
-    measured = {r["id"]: (r["time_median_s"], r["frames_used"]) for r in rows if r.get("status") == "ok" and r.get("time_median_s")}
+    by identity, else by cell id: a run of the suite before an edit of its settings still says
+    roughly how long a cell takes): its median forward time × the forwards this suite runs for it
+    (warm-up and repeats). None for a cell that has no ok row there."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("time_median_s")]
+    by_identity = {r["id"]: (r["time_median_s"], r["frames_used"]) for r in ok}
+    by_cell_id = {r["cell"]: (r["time_median_s"], r["frames_used"]) for r in ok if "cell" in r}
 
     def expect(cell: Cell) -> float | None:
-        if cell.identity not in measured:
+        found = by_identity.get(cell.identity) or by_cell_id.get(cell.cell_id)
+        if found is None:
             return None
-        seconds, frames = measured[cell.identity]
+        seconds, frames = found
         timing = cell.suite.timing
         return seconds * (timing.warmup_for(frames) + timing.repeats_for(frames))
 

@@ -169,6 +169,20 @@ def test_a_cell_expected_to_end_after_the_limit_is_left_for_the_next_run(tmp_pat
     assert summary.recorded == 1 and slow in {r["id"] for r in read_rows(store.directory)}
 
 
+def test_expected_times_come_from_the_same_cell_of_an_earlier_run_whose_settings_differed(tmp_path, fake_metrics):
+    """After an edit of the suite's settings the identities are new, but the cell ids still name
+    the same work: the earlier times stand, until a row of the same identity exists."""
+    data = tiny_suite()
+    run_suite(tmp_path, data, out="earlier")
+    earlier = read_rows(tmp_path / "earlier")
+    cell = expand(load_suite(write_suite(tmp_path, data))).cells[0]
+    edited = [dict(row, id="before-the-edit", time_median_s=7.0) for row in earlier if row["id"] == cell.identity]
+    assert expected_seconds(edited)(cell) == pytest.approx(7.0 * 2)
+    same = [dict(row, time_median_s=3.0) for row in earlier if row["id"] == cell.identity]
+    assert expected_seconds(edited + same)(cell) == pytest.approx(3.0 * 2)
+    assert expected_seconds([dict(row, cell="other/cell", id="x") for row in edited])(cell) is None
+
+
 class Compiling(OracleModel):
     """The oracle, posing as a compiled model: records its prime and forward calls in order."""
 
