@@ -23,7 +23,7 @@ import torch
 from tabulate import tabulate
 
 from bench.env import fingerprint, summary
-from bench.models.heads.dpt_head import DPTHead, dpt_frames, uv_tables
+from bench.models.heads.dpt_head import DPTHead, dpt_output, dpt_trunk, uv_tables
 from bench.models.layers import Block, grid_positions, rope_table
 from bench.models.layers.block import attention_inputs, attention_output
 from bench.stages import compiled
@@ -75,8 +75,8 @@ def main(frames: int, head_frames: int, dim: int, heads: int, grid: str, special
             measured.append(("qkv projection", "matrix product", time_(lambda: block.attn.qkv(rows))))
             products = (lambda: block.attn.proj(attended), lambda: block.mlp.fc1(attended), lambda: block.mlp.fc2(hidden))
             measured.append(("proj + fc1 + fc2", "matrix products", sum(time_(p) for p in products)))
-        measured.append((f"DPT head chunk ({head_frames} frames)", "compiled", time_(lambda: compiled(dpt_frames)(head, head_tokens, tables))))
-        measured.append((f"DPT head chunk ({head_frames} frames)", "eager", time_(lambda: dpt_frames(head, head_tokens, tables))))
+        measured.append((f"DPT head chunk ({head_frames} frames)", "compiled", time_(lambda: compiled(dpt_output)(head, compiled(dpt_trunk)(head, head_tokens, tables)))))
+        measured.append((f"DPT head chunk ({head_frames} frames)", "eager", time_(lambda: dpt_output(head, dpt_trunk(head, head_tokens, tables)))))
 
     setup = {"frames": frames, "tokens_per_frame": tokens, "dim": dim, "heads": heads, "head_frames": head_frames, "repeats": repeats}
     out.mkdir(parents=True, exist_ok=True)

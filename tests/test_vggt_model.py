@@ -199,6 +199,25 @@ def test_compiled_stages_give_the_eager_outputs_and_compile_once(tiny, monkeypat
     compiled_stage.cache_clear()  # later tests compile with the real backend
 
 
+def test_the_depth_and_point_heads_share_one_compilation_of_their_trunk(monkeypatch):
+    """The two DPT heads differ only in their output convolution and activation: compiled, the
+    trunk before it compiles once for both (a second full compile would double the heads' share
+    of a cold start), and the two small output stages once each."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    compiled_stage.cache_clear()
+    torch._dynamo.reset()
+    model = create_model("vggt-tiny", weights="random", seed=0, compile=True)
+    with torch.inference_mode():
+        layers = model.aggregator(torch.rand(1, 2, 3, 56, 70), DensePlan(), model.cfg.kept_layers, None)
+        special = model.aggregator.special_tokens
+        counters.clear()
+        model.depth_head(layers, 56, 70, special)
+        after_depth = counters["stats"]["unique_graphs"]
+        model.point_head(layers, 56, 70, special)
+    assert after_depth == 2 and counters["stats"]["unique_graphs"] == 3, "the point head compiled only its output stage"
+    compiled_stage.cache_clear()
+
+
 @pytest.mark.parametrize("method", ["avggt", "fastvggt", "sparse-vggt-50"])
 def test_a_plans_own_stages_compile_in_its_prime_and_give_the_eager_outputs(tiny, monkeypatch, method):
     """AVGGT's merge of the extra terms, FastVGGT's matching metric, merge and unmerge, and

@@ -60,19 +60,22 @@ class DPTHead(nn.Module):
         like = self.norm.weight
         tables = [uv_tables(project.out_channels, grid_h, grid_w, width / height, like) for project in self.projects]
         tables.append(uv_tables(self.scratch.output_conv1.out_channels, grid_h * self.patch_size, grid_w * self.patch_size, width / height, like))
-        run = compiled(dpt_frames) if self.stages_compiled else dpt_frames
+        trunk, output = (compiled(dpt_trunk), compiled(dpt_output)) if self.stages_compiled else (dpt_trunk, dpt_output)
         chunks = [
-            run(self, [layer_tokens[layer][:, start : start + step, patch_start:].flatten(0, 1) for layer in self.layers], tables)
+            output(self, trunk(self, [layer_tokens[layer][:, start : start + step, patch_start:].flatten(0, 1) for layer in self.layers], tables))
             for start in range(0, frames, step)
         ]
         preds, confs = ([t.unflatten(0, (batch, -1)) for t in outputs] for outputs in zip(*chunks))
         return torch.cat(preds, dim=1), torch.cat(confs, dim=1)
 
 
-def dpt_frames(head: DPTHead, patch_tokens: list[torch.Tensor], uv: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk of frames: patch tokens of each read layer (frames, h·w, dim_in) → (frames, H, W, C), (frames, H, W).
+def dpt_trunk(head: DPTHead, patch_tokens: list[torch.Tensor], uv: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """One chunk of frames: patch tokens of each read layer (frames, h·w, dim_in) → the last
+    features at full size (frames, last_features, H, W), before the output convolution.
 
     `uv` holds the position tables (`uv_tables`) of the four projections and of the full-size map.
+    Every parameter here has the same shape in the depth and the point head, so compiled, the two
+    heads share one compilation; `dpt_output` holds what differs.
     """
     grid_w, grid_h = uv[0][0].shape[1], uv[0][1].shape[1]
     features = []
@@ -81,7 +84,12 @@ def dpt_frames(head: DPTHead, patch_tokens: list[torch.Tensor], uv: list[tuple[t
         features.append(resize(_add_uv_embedding(project(x), tables)))
     out = head.scratch.fuse(*features)
     out = _interpolate(out, (grid_h * head.patch_size, grid_w * head.patch_size))
-    out = head.scratch.output_conv2(_add_uv_embedding(out, uv[-1]))
+    return head.scratch.output_conv2[:-1](_add_uv_embedding(out, uv[-1]))
+
+
+def dpt_output(head: DPTHead, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's own output convolution and activations: (frames, H, W, C) and confidence (frames, H, W)."""
+    out = head.scratch.output_conv2[-1](features)
     return _ACTIVATIONS[head.activation](out[:, :-1]).permute(0, 2, 3, 1), 1 + out[:, -1].exp()
 
 
