@@ -89,12 +89,12 @@ class BenchModel(nn.Module):
             self.published_global_layers, self.preprocess_mode, self.default_weights,
         )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, cuda_graph_frames: int = 0) -> None:
         super().__init__()
         self.weights_info = WeightsInfo(id="random", sha256=None, random=True)
         self.compiled = False  # whether forward runs code that its first call at a new size compiles
         self._primed: set[tuple[Any, ...]] = set()
-        self.cuda_graph_frames = 0  # forwards of up to this many frames on a GPU run as a captured CUDA graph
+        self.cuda_graph_frames = cuda_graph_frames  # forwards of up to this many frames on a GPU run as a captured CUDA graph
         self._captured: tuple["AttentionPlan | None", CapturedForward] | None = None  # the one graph kept
 
     def compile_stages(self) -> None:

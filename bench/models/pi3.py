@@ -83,8 +83,7 @@ class Pi3(BenchModel):
     default_weights = "yyfz233/Pi3"
 
     def __init__(self, cfg: Pi3Config = PI3, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False, heads_dtype: HeadsDtype = "float32", cuda_graph_frames: int = 0) -> None:
-        super().__init__()
-        self.cuda_graph_frames = cuda_graph_frames
+        super().__init__(cuda_graph_frames)
         if cfg.depth < 2 or cfg.depth % 2:
             raise ValueError(f"pi3 alternates frame and global blocks: decoder depth must be even and at least 2, got {cfg.depth}")
         self.cfg = cfg

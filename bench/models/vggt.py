@@ -148,8 +148,7 @@ class VGGT(BenchModel):
         return drop_prefixes(state, ("track_head.",), source)
 
     def __init__(self, cfg: VGGTConfig = VGGT_1B, head_frames_per_chunk: int | None = 8, token_chunk_frames: int | None = 128, compile: bool = False, heads_dtype: HeadsDtype = "float32", cuda_graph_frames: int = 0) -> None:
-        super().__init__()
-        self.cuda_graph_frames = cuda_graph_frames
+        super().__init__(cuda_graph_frames)
         self.cfg = cfg
         self.num_global_layers = cfg.depth
         self.heads_dtype = heads_dtype
