@@ -4,8 +4,9 @@ The unit of work is a *group*: every method of one (model, dataset, scene, frame
 to back by one worker, so a speedup always divides two times from the same GPU. Workers keep
 their model (and its compiled code) from one group to the next: the client pins each group to
 one free worker, the longest group of the model that worker holds, else the longest of a model no
-worker holds, so every model is loaded by as few workers as the work needs and the last GPU does
-not finish long after the others.
+worker holds, else a group of a model others hold that this worker would finish sooner, load and
+compile included, than they could; so every model is loaded by as few workers as the work needs
+and the last GPU does not finish long after the others.
 
 The client (the `avggt-bench run` process) is the only writer of the results folder: a worker
 returns its group's rows, raw arrays and environment, and the client appends and fsyncs each row
@@ -19,6 +20,7 @@ a group's rows are written only when the whole group has come back.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import os
 import sys
 import time
@@ -105,7 +107,9 @@ _STATE: dict[tuple[str, str], _WorkerState] = {}
 
 def run_group(suite_text: str, source: str, device: str, identities: list[str]) -> dict[str, Any]:
     """On a worker: measure the cells `identities` of the suite, back to back; return their rows and
-    raw arrays, the worker's environment and its name."""
+    raw arrays, the worker's environment, its name, and the seconds the group spent beside its
+    timed forwards (`overhead_s`: a model load and compile, when the group needed one)."""
+    started = time.monotonic()
     key = (suite_text, device)
     if key not in _STATE:
         for other in list(_STATE):  # one suite at a time: drop another's model before loading this one
@@ -123,7 +127,8 @@ def run_group(suite_text: str, source: str, device: str, identities: list[str]) 
         if row["status"] != "ok":
             free_memory(device)
     name = os.environ.get("AVGGT_BENCH_WORKER", f"{environment['hostname']}:{os.getpid()}")
-    return {"rows": measured, "env": environment, "worker": name}
+    forwards = sum(row["time_median_s"] * (row["time_repeats"] + row["time_warmup"]) for row, _ in measured if row["status"] == "ok")
+    return {"rows": measured, "env": environment, "worker": name, "overhead_s": time.monotonic() - started - forwards}
 
 
 # -- the client side -----------------------------------------------------------------------------------
@@ -156,6 +161,34 @@ def local_cluster(workers: int, device: str) -> Any:
 class _Flight:
     group: Group
     worker: str
+    loads: bool  # the worker did not hold the group's model: it loads (and compiles) it first
+
+
+@dataclass
+class Workers:
+    """The client's picture of its workers, for choosing what a free one runs next: the model each
+    holds, when each busy one should be free, and how long a model takes to load and compile (seen
+    from the first group that loaded it)."""
+
+    holds: dict[str, str] = field(default_factory=dict)  # worker address → the model it last loaded
+    free_at: dict[str, float] = field(default_factory=dict)  # busy worker → when its group should end (time.monotonic)
+    load_s: dict[str, float] = field(default_factory=dict)  # model → seconds of load and compile, once seen
+
+    def start(self, worker: str, group: Group, now: float) -> bool:
+        """Note that `worker` runs `group` from `now`; whether it must load the group's model first."""
+        loads = self.holds.get(worker) != group.model
+        self.holds[worker] = group.model
+        self.free_at[worker] = now + group.seconds + (self.load_s.get(group.model, 0.0) if loads else 0.0)
+        return loads
+
+    def finish(self, worker: str, group: Group, loaded: bool, overhead_s: float | None) -> None:
+        self.free_at.pop(worker, None)
+        if loaded and overhead_s is not None:
+            self.load_s[group.model] = max(0.0, overhead_s)
+
+    def lose(self, worker: str) -> None:
+        self.holds.pop(worker, None)
+        self.free_at.pop(worker, None)
 
 
 @dataclass
@@ -200,7 +233,7 @@ def run(
     waiting = groups(todo, expect)
     suite = expansion.cells[0].suite if expansion.cells else None
     board = _Board(tqdm(total=len(todo), unit="cell", desc=suite.name if suite else "", disable=not progress, file=sys.stderr, dynamic_ncols=True), progress=progress)
-    holds: dict[str, str] = {}  # worker address → the model it last loaded
+    workers = Workers()
     names: dict[str, str] = {}  # worker address → its name, for the status lines
     deaths: Counter = Counter()  # group name → workers that died running it
     flying = as_completed()
@@ -213,7 +246,7 @@ def run(
 
     def submit(worker: str, alive: dict[str, Any]) -> None:
         while waiting:
-            group = _next_for(waiting, holds.get(worker), Counter(m for w, m in holds.items() if w != worker and w in alive))
+            group = _next_for(waiting, worker, workers, alive, time.monotonic())
             if group is None and not in_flight:
                 group = waiting[0]  # no holder is busy: someone must load it
             if group is None:
@@ -227,8 +260,7 @@ def run(
                 run_group, suite_text, suite.source, device, [cell.identity for cell in group.cells], pure=False, key=f"group-{group.name}-{time.monotonic_ns()}",
                 workers=[worker], allow_other_workers=False,
             )  # pinned: with another worker idle, the scheduler would otherwise pick either, and a second worker would load the model
-            in_flight[future] = _Flight(group, worker)
-            holds[worker] = group.model
+            in_flight[future] = _Flight(group, worker, workers.start(worker, group, time.monotonic()))
             flying.add(future)
             board.show(names.get(worker, worker), f"{group.name} ({len(group.cells)} cells)")
             return
@@ -241,7 +273,7 @@ def run(
             if not (_killed(future) or (not future.done() and flight.worker not in alive)):
                 continue
             del in_flight[future]
-            holds.pop(flight.worker, None)
+            workers.lose(flight.worker)
             client.cancel(future)
             deaths[flight.group.name] += 1
             if deaths[flight.group.name] > ALLOWED_FAILURES:
@@ -268,7 +300,9 @@ def run(
                 if flight is None or _killed(future):
                     continue  # cancelled, or left to rerun_lost_groups
                 del in_flight[future]
-                write(_outcome(future, flight.group, store))
+                rows, overhead_s = _outcome(future, flight.group, store)
+                workers.finish(flight.worker, flight.group, flight.loads, overhead_s)
+                write(rows)
                 submit(flight.worker, alive)
             rerun_lost_groups(alive)
             feed_idle_workers(alive)
@@ -281,20 +315,40 @@ def run(
     return summary
 
 
-def _next_for(waiting: list[Group], model: str | None, held_elsewhere: Counter) -> Group | None:
-    """What a free worker holding `model` should run next, or None to stay idle.
+def _next_for(waiting: list[Group], worker: str, workers: Workers, alive: Iterable[str], now: float) -> Group | None:
+    """What free `worker` should run next, or None to stay idle.
 
     A model change costs a load and a compile (minutes for a 1B model), so: the longest group of
-    the worker's own model; else the longest of a model no other worker holds; else one of a model
-    others hold when more of its groups are left than workers holding it. Otherwise the groups
-    left are better run by their holders."""
+    the worker's own model; else the longest of a model no other worker holds; else the group of a
+    model others hold that this worker, loading the model first, would finish soonest before its
+    holders could (`_sooner_here`). Otherwise the groups left are better run by their holders."""
+    model = workers.holds.get(worker)
+    elsewhere = {w: m for w, m in workers.holds.items() if w != worker and w in alive}
     own = next((group for group in waiting if group.model == model), None)
-    unheld = next((group for group in waiting if not held_elsewhere[group.model]), None)
-    if own or unheld:
-        return own or unheld
-    left = Counter(group.model for group in waiting)
-    return next((group for group in waiting if left[group.model] > held_elsewhere[group.model]), None)
+    unheld = next((group for group in waiting if group.model not in elsewhere.values()), None)
+    return own or unheld or _sooner_here(waiting, elsewhere, workers, now)
 
+
+def _sooner_here(waiting: list[Group], elsewhere: dict[str, str], workers: Workers, now: float) -> Group | None:
+    """The group a free worker holding none of their models should take from the holders: one it
+    would finish (load and compile included) before the holders would reach and finish it, running
+    what is left of their model longest first; of those, the one the holders would finish last.
+    Before a model's load time has been seen, a group whenever more are left than holders."""
+    best, best_end = None, -1.0
+    for model in dict.fromkeys(group.model for group in waiting):
+        mine = [group for group in waiting if group.model == model]
+        holders = [w for w, m in elsewhere.items() if m == model]
+        if model not in workers.load_s:
+            if len(mine) > len(holders) and best is None:
+                best = mine[0]
+            continue
+        free = sorted(max(now, workers.free_at.get(w, now)) for w in holders)
+        for group in mine:  # the holders' own schedule: each group to the first of them free
+            end = heapq.heappop(free) + group.seconds
+            heapq.heappush(free, end)
+            if now + workers.load_s[model] + group.seconds < end and end > best_end:
+                best, best_end = group, end
+    return best
 
 def _killed(future: Any) -> bool:
     """Whether the scheduler gave up on a group because workers died running it."""
@@ -303,17 +357,18 @@ def _killed(future: Any) -> bool:
     return future.status == "error" and isinstance(future.exception(), KilledWorker)
 
 
-def _outcome(future: Any, group: Group, store: ResultStore) -> list[tuple[dict[str, Any], dict]]:
-    """The group's rows (with the worker's environment recorded), or error rows saying why it has none."""
+def _outcome(future: Any, group: Group, store: ResultStore) -> tuple[list[tuple[dict[str, Any], dict]], float | None]:
+    """The group's rows (with the worker's environment recorded), or error rows saying why it has
+    none; and the seconds the worker spent beside the timed forwards (None without rows)."""
     try:
         result = future.result()
     except Exception as err:  # the group could not start on the worker (its data or suite did not load there)
-        return [_error_row(cell, f"on the worker: {type(err).__name__}: {err}") for cell in group.cells]
+        return [_error_row(cell, f"on the worker: {type(err).__name__}: {err}") for cell in group.cells], None
     ident = store.record_env(result["env"])
     for row, _ in result["rows"]:
         row["env_id"] = ident
         row["worker"] = result["worker"]
-    return result["rows"]
+    return result["rows"], result["overhead_s"]
 
 
 def _error_row(cell: Cell, message: str) -> tuple[dict[str, Any], dict]:

@@ -222,8 +222,12 @@ def record(store: ResultStore, row: dict[str, Any], arrays: dict[str, np.ndarray
 
 
 def _build_model(key: tuple[ModelSpec, str]) -> BenchModel:
+    """The cell's model on its device; random weights are drawn there (a 1B model's initialisation
+    takes a GPU a fraction of a second and the host over ten)."""
     spec, device = key
-    return create_model(spec.name, spec.weights_path, **spec.options).to(device).eval()
+    with torch.device(device):
+        model = create_model(spec.name, spec.weights_path, **spec.options)
+    return model.to(device).eval()
 
 
 def _sequence_loader(adapters: dict[str, DatasetAdapter]) -> Callable[[tuple], Sequence]:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import bench.distributed
 from bench.cli import main
-from bench.distributed import Group, _next_for, groups
+from bench.distributed import Group, Workers, _next_for, groups
 from bench.store import ResultStore, read_rows
 from bench.suite import expand, load_suite
 
@@ -55,13 +55,50 @@ def test_groups_hold_every_method_of_one_input_longest_first(tmp_path):
     vggt = [c for c in expansion.cells if c.model.label == "vggt-tiny"][:1]
     pi3 = [c for c in expansion.cells if c.model.label == "pi3-tiny"][:1]
     long_vggt, long_pi3, short_pi3, short_vggt = Group(vggt, 10.0), Group(pi3, 6.0), Group(pi3, 4.0), Group(vggt, 3.0)
-    nobody = Counter()
-    assert _next_for([long_vggt, long_pi3], "pi3-tiny", nobody) is long_pi3  # keep the loaded model
-    assert _next_for([long_vggt, short_pi3], "pi3-tiny", Counter({"vggt-tiny": 1})) is short_pi3  # even for a short group
-    assert _next_for([long_vggt, long_pi3], None, Counter({"vggt-tiny": 1})) is long_pi3  # a fresh worker takes a model no one holds
-    assert _next_for([long_vggt, long_pi3], None, nobody) is long_vggt
-    assert _next_for([short_vggt], "pi3-tiny", Counter({"vggt-tiny": 1})) is None  # its holder takes it: no second compile
-    assert _next_for([long_vggt, short_vggt], "pi3-tiny", Counter({"vggt-tiny": 1})) is long_vggt  # more left than holders
+    alive = ("a", "b")
+
+    def holding(**holds):
+        return Workers(holds=dict(holds))
+
+    assert _next_for([long_vggt, long_pi3], "a", holding(a="pi3-tiny"), alive, 0.0) is long_pi3  # keep the loaded model
+    assert _next_for([long_vggt, short_pi3], "a", holding(a="pi3-tiny", b="vggt-tiny"), alive, 0.0) is short_pi3  # even for a short group
+    assert _next_for([long_vggt, long_pi3], "a", holding(b="vggt-tiny"), alive, 0.0) is long_pi3  # a fresh worker takes a model no one holds
+    assert _next_for([long_vggt, long_pi3], "a", holding(), alive, 0.0) is long_vggt
+    assert _next_for([long_vggt], "a", holding(b="vggt-tiny"), ("a",), 0.0) is long_vggt  # its holder is gone
+    # Before a model's load time is known: another holder's model only while more groups are left than holders.
+    assert _next_for([short_vggt], "a", holding(a="pi3-tiny", b="vggt-tiny"), alive, 0.0) is None  # its holder takes it: no second compile
+    assert _next_for([long_vggt, short_vggt], "a", holding(a="pi3-tiny", b="vggt-tiny"), alive, 0.0) is long_vggt  # more left than holders
+
+
+def test_a_free_worker_takes_another_models_group_only_when_it_would_finish_it_sooner():
+    expansion = expand(load_suite(REPO / "suites" / "smoke.yaml"))
+    vggt = [c for c in expansion.cells if c.model.label == "vggt-tiny"][:1]
+    v200, v100 = Group(vggt, 44.0), Group(vggt, 19.0)
+    alive = ("a", "b")
+    # b holds vggt-tiny and should be busy for 37 s more; the load takes a free worker 10 s: a takes
+    # the last group (done at 29 s from now) rather than leave it to b (done at 56 s).
+    busy = Workers(holds={"a": "pi3-tiny", "b": "vggt-tiny"}, free_at={"b": 137.0}, load_s={"vggt-tiny": 10.0})
+    assert _next_for([v100], "a", busy, alive, 100.0) is v100
+    # With a load of 40 s it would finish at 59 s: b is sooner.
+    slow_load = Workers(holds=busy.holds, free_at=busy.free_at, load_s={"vggt-tiny": 40.0})
+    assert _next_for([v100], "a", slow_load, alive, 100.0) is None
+    # Two left: b would run v200 (to 181 s) then v100 (to 200 s); a takes the one b would end last.
+    assert _next_for([v200, v100], "a", busy, alive, 100.0) is v100
+    # b running late (its expected end has passed): counted as free now, so a waits.
+    assert _next_for([v100], "a", Workers(holds=busy.holds, free_at={"b": 90.0}, load_s=busy.load_s), alive, 100.0) is None
+
+
+def test_the_client_learns_a_models_load_time_from_the_group_that_loaded_it():
+    expansion = expand(load_suite(REPO / "suites" / "smoke.yaml"))
+    group = Group([c for c in expansion.cells if c.model.label == "vggt-tiny"][:1], 5.0)
+    workers = Workers()
+    assert workers.start("a", group, now=0.0) is True and workers.free_at["a"] == 5.0  # load unknown: not counted yet
+    workers.finish("a", group, loaded=True, overhead_s=12.5)
+    assert workers.load_s == {"vggt-tiny": 12.5} and "a" not in workers.free_at
+    assert workers.start("a", group, now=20.0) is False and workers.free_at["a"] == 25.0  # holds it: no load
+    assert workers.start("b", group, now=20.0) is True and workers.free_at["b"] == 37.5  # loads it
+    workers.finish("a", group, loaded=False, overhead_s=0.3)  # a group that loaded nothing leaves the estimate
+    assert workers.load_s == {"vggt-tiny": 12.5}
 
 
 def test_two_workers_give_the_serial_cells_and_values_each_once(tmp_path):

@@ -135,3 +135,26 @@ def test_hugging_face_id_resolves_from_the_local_cache_only(tmp_path, monkeypatc
     model = create_model("vggt-tiny", weights="acme/tiny-vggt")
     assert model.weights_info.id == "acme/tiny-vggt"
     assert model.weights_info.sha256 == hashlib.sha256((tmp_path / "models--acme--tiny-vggt/snapshots/0123abcd/model.pt").read_bytes()).hexdigest()
+
+
+def test_the_runner_draws_random_weights_on_the_cells_device(monkeypatch):
+    """The model is built inside its device's context, so a GPU draws its own random weights; the
+    seed still fixes them and the caller's random stream is left as it was."""
+    import bench.runner
+    from bench.suite import ModelSpec
+
+    seen = []
+    real = bench.runner.create_model
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_default_device())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench.runner, "create_model", recording)
+    spec = ModelSpec(name="vggt-tiny", label="vggt-tiny", weights="random", weights_path="random")
+    state = torch.random.get_rng_state()
+    on_meta = bench.runner._build_model((spec, "meta"))
+    assert seen == [torch.device("meta")] and next(on_meta.parameters()).device.type == "meta"
+    first, second = (bench.runner._build_model((spec, "cpu")) for _ in range(2))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))

@@ -83,20 +83,40 @@ def subsample(
     """All queries over the kept keys (+ own key, + mean key), one softmax."""
     window = resolve_window(sigma, grid, sigma_thresholds, layout.frames)
     kept, kept_index = kept_keys(layout, window, keep_reference, q.device)
-    k_kept, v_kept = k.index_select(2, kept_index), v.index_select(2, kept_index)
     dropped = layout.num_tokens - kept_index.numel()
+    mean = mean and dropped > 0
+    k_kept, v_kept, k_mean, v_mean = stage(gather_kept)(k, v, kept_index, mean)
     if dropped == 0 or not (diagonal or mean):
         return kernel.attend(q, k_kept, v_kept)
 
     out, lse = kernel.attend_with_lse(q, k_kept, v_kept)
-    acc = lse.dtype
     own_mask = kept if diagonal else None
-    k_mean = v_mean = mean_bias = None
-    if mean:
-        k_mean = ((k.sum(2, dtype=acc) - k_kept.sum(2, dtype=acc)) / dropped).to(q.dtype)
-        v_mean = ((v.sum(2, dtype=acc) - v_kept.sum(2, dtype=acc)) / dropped).to(q.dtype)
-        mean_bias = torch.full((), math.log(dropped) if mean_log_count else 0.0, dtype=acc, device=q.device)
+    mean_bias = log_count(dropped if mean_log_count else 1, torch.promote_types(q.dtype, torch.float32), q.device)
     return stage(merge_extra_terms)(out, lse, q, k, v, own_mask, k_mean, v_mean, mean_bias)
+
+
+@lru_cache(maxsize=16)
+def log_count(count: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """log(count) as a 0-d tensor made once: the mean key's bias, an input of the compiled merge
+    (a Python float would be compiled in as a constant, once per frame count)."""
+    return torch.tensor(math.log(count), dtype=dtype, device=device)
+
+
+def gather_kept(k: torch.Tensor, v: torch.Tensor, kept_index: torch.Tensor, mean: bool) -> tuple[torch.Tensor, ...]:
+    """The kept keys and values, and (with `mean`) the means of the dropped ones, from the sums of
+    all and of the kept in float32 or wider.
+
+    Memory-bound and launch-bound at few frames (two gathers and a dozen small reductions and
+    casts eagerly): a compiled forward runs it as one or two fused kernels (`bench.stages.stage`).
+    """
+    k_kept, v_kept = k.index_select(2, kept_index), v.index_select(2, kept_index)
+    if not mean:
+        return k_kept, v_kept, None, None
+    acc = torch.promote_types(k.dtype, torch.float32)
+    dropped = k.shape[2] - k_kept.shape[2]
+    k_mean = ((k.sum(2, dtype=acc) - k_kept.sum(2, dtype=acc)) / dropped).to(k.dtype)
+    v_mean = ((v.sum(2, dtype=acc) - v_kept.sum(2, dtype=acc)) / dropped).to(v.dtype)
+    return k_kept, v_kept, k_mean, v_mean
 
 
 def merge_extra_terms(
@@ -108,7 +128,7 @@ def merge_extra_terms(
     own_mask: torch.Tensor | None,
     k_mean: torch.Tensor | None,
     v_mean: torch.Tensor | None,
-    mean_bias: torch.Tensor | None,
+    mean_bias: torch.Tensor,
 ) -> torch.Tensor:
     """The kept keys' attention (`out`, `lse`) joined under one softmax by each query's own key
     (where `own_mask` is False: dropped keys only) and by the mean key with its additive bias.

@@ -43,12 +43,14 @@ CheckpointFilter = Callable[[dict[str, torch.Tensor], str], dict[str, torch.Tens
 def build_with_weights(build: Callable[[], M], weights: str, *, seed: int = 0, checkpoint_filter: CheckpointFilter | None = None) -> M:
     """Build a model with `build()` and give it `weights`; the model's `weights_info` records them.
 
-    Random weights are seeded without touching the global RNG. For a file the model is built on
-    the meta device and takes the file's tensors (after the model's `checkpoint_filter`) as they
-    are, so nothing is initialised twice.
+    Random weights are seeded without touching the global RNG, and drawn on the default device
+    (`with torch.device(...)`): the same seed gives the same weights on one kind of device. For a
+    file the model is built on the meta device and takes the file's tensors (after the model's
+    `checkpoint_filter`) as they are, so nothing is initialised twice.
     """
     if weights == "random":
-        with torch.random.fork_rng(devices=[]):
+        device = torch.get_default_device()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             model = build()
         model.weights_info = WeightsInfo(id="random", sha256=None, random=True)
