@@ -76,7 +76,7 @@ class ModuleTimer:
             handle.remove()
 
 
-def profile_cell(model, plan, images: torch.Tensor, warmup: int) -> dict:
+def profile_cell(model, plan, images: torch.Tensor, warmup: int, top: int) -> dict:
     cuda = images.device.type == "cuda"
     model.prime(images, plan)
     _, timing = time_forward(lambda: model(images, plan=plan), images.device, warmup, repeats=1)
@@ -90,17 +90,17 @@ def profile_cell(model, plan, images: torch.Tensor, warmup: int) -> dict:
                 torch.cuda.synchronize()
         wall = time.perf_counter() - begin
     by_class = {"attention": 0.0, "matmul": 0.0, "other": 0.0}
-    kernels: list[tuple[float, str]] = []
+    kernels: list[tuple[float, str, int]] = []
     for event in prof.key_averages():
         device_time = getattr(event, "self_device_time_total", 0) if cuda else event.self_cpu_time_total
         if device_time and (not cuda or event.device_type.name == "CUDA"):
             by_class[kernel_class(event.key)] += device_time / 1e6
-            kernels.append((device_time / 1e6, event.key))
-    top = [{"kernel": name[:120], "class": kernel_class(name), "s": t} for t, name in sorted(kernels, reverse=True)[:15]]
+            kernels.append((device_time / 1e6, event.key, event.count))
+    largest = [{"kernel": name[:120], "class": kernel_class(name), "s": t, "calls": calls} for t, name, calls in sorted(kernels, reverse=True)[:top]]
     modules = timer.seconds() if timer else {}
     if timer:
         timer.remove()
-    return {"time_s": timing.median_s, "peak_gib": timing.peak_mem_gib, "wall_s": wall, "kernel_s": by_class, "module_s": modules, "top_kernels": top}
+    return {"time_s": timing.median_s, "peak_gib": timing.peak_mem_gib, "wall_s": wall, "kernel_s": by_class, "module_s": modules, "top_kernels": largest}
 
 
 @click.command()
@@ -111,8 +111,9 @@ def profile_cell(model, plan, images: torch.Tensor, warmup: int) -> dict:
 @click.option("--device", default="cuda", show_default=True)
 @click.option("--warmup", default=1, show_default=True)
 @click.option("--compile", "compile_stages", is_flag=True, help="compile the blocks' and heads' memory-bound stages (model option compile)")
+@click.option("--top", default=15, show_default=True, help="kernels listed per cell, largest total time first, with their call counts")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def main(model_name: str, methods: str, frames: str, size: str, device: str, warmup: int, compile_stages: bool, out: Path) -> None:
+def main(model_name: str, methods: str, frames: str, size: str, device: str, warmup: int, compile_stages: bool, top: int, out: Path) -> None:
     height, width = (int(x) for x in size.lower().split("x"))
     model = create_model(model_name, weights="random", compile=compile_stages).to(device).eval()
     rows = []
@@ -120,7 +121,7 @@ def main(model_name: str, methods: str, frames: str, size: str, device: str, war
         images = torch.rand(count, 3, height, width, device=device)
         for method in methods.split(","):
             plan = resolve_plan(method, {}, model.traits)
-            measured = profile_cell(model, plan, images, warmup)
+            measured = profile_cell(model, plan, images, warmup, top)
             flops = count_flops(model_name, plan, count, (height, width))
             rows.append({"model": model_name, "compiled": compile_stages, "method": method, "frames": count, **measured,
                          "flops_global_attention": flops.global_attention, "flops_other": flops.other, "plan": plan.describe(count)})
