@@ -9,8 +9,9 @@ kept uncompressed. Two optional compensation terms join the same softmax:
 - mean: one extra key/value, the mean of all dropped patch keys/values, optionally with an additive
   log(number dropped) bias so it weighs as much as the patches it stands for would at their mean.
 
-The kept set runs through the plan's exact kernel, which also returns each query's log-sum-exp; the
-two extra terms are one score per query each, merged in closed form. Nothing N×N is ever built.
+The kept set runs through the plan's exact kernel, the unbiased mean key appended to it (one key
+shared by every query is just one more key). The kernel also returns each query's log-sum-exp, and
+the per-query terms (the own key, a biased mean) are merged in closed form. Nothing N×N is ever built.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ def resolve_window(sigma: int | str, grid: tuple[int, int] | None, thresholds: t
 
 
 @lru_cache(maxsize=16)
-def kept_keys(layout: Layout, window: tuple[int, int], keep_reference: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kept mask and the kept indices, made once per layout: every global layer of a forward
-    reuses them, so no layer waits on the host for the index count."""
+def kept_keys(layout: Layout, window: tuple[int, int], keep_reference: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kept mask, the kept indices and the dropped ones, made once per layout: every global
+    layer of a forward reuses them, so no layer waits on the host for an index count."""
     kept = kept_tokens(layout, window, keep_reference, device)
-    return kept, kept.nonzero().squeeze(1)
+    return kept, kept.nonzero().squeeze(1), (~kept).nonzero().squeeze(1)
 
 
 def kept_tokens(layout: Layout, window: tuple[int, int], keep_reference: bool, device: torch.device) -> torch.Tensor:
@@ -82,15 +83,19 @@ def subsample(
 ) -> torch.Tensor:
     """All queries over the kept keys (+ own key, + mean key), one softmax."""
     window = resolve_window(sigma, grid, sigma_thresholds, layout.frames)
-    kept, kept_index = kept_keys(layout, window, keep_reference, q.device)
-    dropped = layout.num_tokens - kept_index.numel()
+    kept, kept_index, dropped_index = kept_keys(layout, window, keep_reference, q.device)
+    dropped = dropped_index.numel()
     mean = mean and dropped > 0
-    k_kept, v_kept, k_mean, v_mean = stage(gather_kept)(k, v, kept_index, mean)
-    if dropped == 0 or not (diagonal or mean):
+    mean_key = mean and not mean_log_count  # unbiased, the mean is one more key of the kernel's own softmax
+    k_kept, v_kept = stage(gather_kept)(k, v, kept_index, dropped_index if mean_key else None)
+    if not ((diagonal and dropped) or (mean and not mean_key)):
         return kernel.attend(q, k_kept, v_kept)
 
     out, lse = kernel.attend_with_lse(q, k_kept, v_kept)
     own_mask = kept if diagonal else None
+    k_mean = v_mean = None
+    if mean and not mean_key:
+        k_mean, v_mean = stage(dropped_means)(k, v, dropped_index)
     mean_bias = log_count(dropped if mean_log_count else 1, torch.promote_types(q.dtype, torch.float32), q.device)
     return stage(merge_extra_terms)(out, lse, q, k, v, own_mask, k_mean, v_mean, mean_bias)
 
@@ -102,21 +107,26 @@ def log_count(count: int, dtype: torch.dtype, device: torch.device) -> torch.Ten
     return torch.tensor(math.log(count), dtype=dtype, device=device)
 
 
-def gather_kept(k: torch.Tensor, v: torch.Tensor, kept_index: torch.Tensor, mean: bool) -> tuple[torch.Tensor, ...]:
-    """The kept keys and values, and (with `mean`) the means of the dropped ones, from the sums of
-    all and of the kept in float32 or wider.
-
-    Memory-bound and launch-bound at few frames (two gathers and a dozen small reductions and
-    casts eagerly): a compiled forward runs it as one or two fused kernels (`bench.stages.stage`).
-    """
-    k_kept, v_kept = k.index_select(2, kept_index), v.index_select(2, kept_index)
-    if not mean:
-        return k_kept, v_kept, None, None
+def dropped_means(k: torch.Tensor, v: torch.Tensor, dropped_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean of the dropped keys and of their values, summed in float32 or wider: (B, heads, head_dim)."""
     acc = torch.promote_types(k.dtype, torch.float32)
-    dropped = k.shape[2] - k_kept.shape[2]
-    k_mean = ((k.sum(2, dtype=acc) - k_kept.sum(2, dtype=acc)) / dropped).to(k.dtype)
-    v_mean = ((v.sum(2, dtype=acc) - v_kept.sum(2, dtype=acc)) / dropped).to(v.dtype)
-    return k_kept, v_kept, k_mean, v_mean
+    kv = torch.stack([k, v]).index_select(3, dropped_index)
+    means = (kv.sum(3, dtype=acc) / dropped_index.numel()).to(k.dtype)
+    return means[0], means[1]
+
+
+def gather_kept(k: torch.Tensor, v: torch.Tensor, kept_index: torch.Tensor, dropped_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept keys and values; with `dropped_index`, the dropped ones' mean key and value after them.
+
+    Memory-bound, and launch-bound at few frames (eagerly two gathers and a dozen small reductions
+    and casts): a compiled forward runs it as a reduction and a gather over keys and values
+    stacked (`bench.stages.stage`).
+    """
+    kv = torch.stack([k, v]).index_select(3, kept_index)
+    if dropped_index is not None:
+        k_mean, v_mean = dropped_means(k, v, dropped_index)
+        kv = torch.cat([kv, torch.stack([k_mean, v_mean]).unsqueeze(3)], dim=3)
+    return kv[0], kv[1]
 
 
 def merge_extra_terms(
