@@ -109,24 +109,35 @@ def log_count(count: int, dtype: torch.dtype, device: torch.device) -> torch.Ten
 
 def dropped_means(k: torch.Tensor, v: torch.Tensor, dropped_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean of the dropped keys and of their values, summed in float32 or wider: (B, heads, head_dim)."""
-    acc = torch.promote_types(k.dtype, torch.float32)
-    kv = torch.stack([k, v]).index_select(3, dropped_index)
-    means = (kv.sum(3, dtype=acc) / dropped_index.numel()).to(k.dtype)
+    means = _mean_rows(_token_rows(k, v).index_select(2, dropped_index))
     return means[0], means[1]
 
 
 def gather_kept(k: torch.Tensor, v: torch.Tensor, kept_index: torch.Tensor, dropped_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The kept keys and values; with `dropped_index`, the dropped ones' mean key and value after them.
 
-    Memory-bound, and launch-bound at few frames (eagerly two gathers and a dozen small reductions
-    and casts): a compiled forward runs it as a reduction and a gather over keys and values
-    stacked (`bench.stages.stage`).
+    Tokens are gathered as whole rows of heads × head_dim, the order the block's q/k/v sit in
+    memory, so each kept token is one contiguous copy; the results keep that order (the layout the
+    attention kernels read). Memory-bound, and launch-bound at few frames: a compiled forward runs
+    it as a reduction and a gather over keys and values stacked (`bench.stages.stage`).
     """
-    kv = torch.stack([k, v]).index_select(3, kept_index)
+    rows = _token_rows(k, v)
+    kept = rows.index_select(2, kept_index)
     if dropped_index is not None:
-        k_mean, v_mean = dropped_means(k, v, dropped_index)
-        kv = torch.cat([kv, torch.stack([k_mean, v_mean]).unsqueeze(3)], dim=3)
-    return kv[0], kv[1]
+        kept = torch.cat([kept, _mean_rows(rows.index_select(2, dropped_index)).unsqueeze(2)], dim=2)
+    kept = kept.transpose(2, 3)
+    return kept[0], kept[1]
+
+
+def _token_rows(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Keys and values (B, heads, N, head_dim) as one (2, B, N, heads, head_dim) view-ordered tensor."""
+    return torch.stack([k, v]).transpose(2, 3)
+
+
+def _mean_rows(rows: torch.Tensor) -> torch.Tensor:
+    """(2, B, n, heads, head_dim) → their mean over n, (2, B, heads, head_dim), summed in float32 or wider."""
+    acc = torch.promote_types(rows.dtype, torch.float32)
+    return (rows.sum(2, dtype=acc) / rows.shape[2]).to(rows.dtype)
 
 
 def merge_extra_terms(
