@@ -50,6 +50,18 @@ def stages_compiled_within(enabled: bool) -> Iterator[None]:
         _FORWARD_COMPILED.reset(token)
 
 
+def constant_heads(*tensors: torch.Tensor | None) -> None:
+    """Inside a stage: compile the head count and head size (dim 1 and the last) of these
+    (B, heads, [tokens,] head_dim) tensors as the constants they are for a model, so only the token
+    count stays symbolic. A stage with parameters gets this from their shapes; an operator's stage
+    has none, and with those sizes symbolic its reductions over head_dim compile as looped kernels,
+    about three times slower at two frames on an H200 (`results/graphs-h200/subsample-kernels/`)."""
+    for tensor in tensors:
+        if tensor is not None:
+            torch._dynamo.mark_static(tensor, 1)
+            torch._dynamo.mark_static(tensor, tensor.dim() - 1)
+
+
 def stage(function: Stage) -> Stage:
     """`function` as the current forward runs its stages: compiled or as written."""
     return compiled(function) if _FORWARD_COMPILED.get() else function

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from bench.methods.kernels import AttentionKernel
 from bench.methods.layout import Layout
-from bench.stages import stage
+from bench.stages import constant_heads, stage
 
 
 CELL = 2  # target cells are CELL×CELL patches
@@ -67,6 +67,7 @@ def role_indices(layout: Layout, protected: float, seed: int, device: torch.devi
 
 def match_metric(k: torch.Tensor) -> torch.Tensor:
     """(B, N, heads·head_dim) unit keys, all heads concatenated: what sources and targets are matched by."""
+    constant_heads(k)
     return F.normalize(k.transpose(1, 2).flatten(2), dim=-1)
 
 
@@ -118,6 +119,7 @@ def merge_tokens(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch.
 
     Memory-bound (scatters and a division over (B, heads, N, head_dim)): a compiled forward runs
     it fused (`bench.stages.stage`)."""
+    constant_heads(q, k, v)
     index = slot[:, None, :, None].expand(q.shape)
     acc = torch.promote_types(q.dtype, torch.float32)
     counts = torch.zeros(q.shape[0], length, dtype=acc, device=q.device).scatter_add_(1, slot, torch.ones_like(slot, dtype=acc))
@@ -132,4 +134,5 @@ def merge_tokens(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch.
 
 def unmerge_tokens(out: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
     """Every token's output: its slot's (B, heads, N, head_dim)."""
+    constant_heads(out)
     return out.gather(2, slot[:, None, :, None].expand(out.shape[:2] + slot.shape[1:] + out.shape[3:]))

@@ -24,7 +24,7 @@ import torch
 from bench.methods.kernels import AttentionKernel
 from bench.methods.layout import Layout
 from bench.methods.params import SIGMA_WINDOWS
-from bench.stages import stage
+from bench.stages import constant_heads, stage
 
 
 AUTO_SIGMAS = (2, 4, 9)  # below the first threshold, up to the second, above
@@ -121,24 +121,13 @@ def gather_kept(k: torch.Tensor, v: torch.Tensor, kept_index: torch.Tensor, drop
     attention kernels read). Memory-bound, and launch-bound at few frames: a compiled forward runs
     it as a reduction and a gather over keys and values stacked (`bench.stages.stage`).
     """
-    fixed_heads(k, v)
+    constant_heads(k, v)
     rows = _token_rows(k, v)
     kept = rows.index_select(2, kept_index)
     if dropped_index is not None:
         kept = torch.cat([kept, _mean_rows(rows.index_select(2, dropped_index)).unsqueeze(2)], dim=2)
     kept = kept.transpose(2, 3)
     return kept[0], kept[1]
-
-
-def fixed_heads(*tensors: torch.Tensor | None) -> None:
-    """Compile the head count and head size (dim 1 and the last) of these (B, heads, [tokens,]
-    head_dim) tensors as the constants they are for a model; only the token count stays symbolic. With them
-    symbolic (the stage compiles with dynamic shapes) the per-query reductions over head_dim run as
-    looped kernels, about three times slower at two frames on an H200."""
-    for tensor in tensors:
-        if tensor is not None:
-            torch._dynamo.mark_static(tensor, 1)
-            torch._dynamo.mark_static(tensor, tensor.dim() - 1)
 
 
 def _token_rows(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -169,7 +158,7 @@ def merge_extra_terms(
     Memory-bound: every step reads or writes (B, heads, N, head_dim) tensors, so a compiled
     forward runs it as one fused kernel (`bench.stages.stage`).
     """
-    fixed_heads(out, q, k, v, k_mean, v_mean)
+    constant_heads(out, q, k, v, k_mean, v_mean)
     torch._dynamo.mark_static(lse, 1)
     acc = lse.dtype
     scale = q.shape[-1] ** -0.5
