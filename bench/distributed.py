@@ -303,6 +303,8 @@ def run(
                 rows, overhead_s = _outcome(future, flight.group, store)
                 workers.finish(flight.worker, flight.group, flight.loads, overhead_s)
                 write(rows)
+                if flight.loads and overhead_s is not None and progress:
+                    board.bar.write(f"{names.get(flight.worker, flight.worker)}: {flight.group.name} took {overhead_s:.0f} s beside its timed forwards (loading {flight.group.model}, compiling, data)", file=sys.stderr)
                 submit(flight.worker, alive)
             rerun_lost_groups(alive)
             feed_idle_workers(alive)

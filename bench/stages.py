@@ -26,7 +26,13 @@ Stage = TypeVar("Stage", bound=Callable[..., object])
 
 @lru_cache(maxsize=None)
 def compiled(stage: Stage) -> Stage:
-    """`stage` compiled once for all modules and shapes."""
+    """`stage` compiled once for all modules and shapes.
+
+    Python floats (norm epsilons, scales) compile as constants, as they are for a model: traced as
+    symbols, every graph with one was traced twice (dynamo restarts when it cannot turn them into
+    tensors), a third of the tracing a warm-cache start of VGGT-1B pays. The setting is
+    process-wide, for any compiled code after this."""
+    torch._dynamo.config.specialize_float = True
     return torch.compile(stage, dynamic=True)
 
 
