@@ -321,9 +321,9 @@ def _next_for(waiting: list[Group], worker: str, workers: Workers, alive: Iterab
     """What free `worker` should run next, or None to stay idle.
 
     A model change costs a load and a compile (minutes for a 1B model), so: the longest group of
-    the worker's own model; else the longest of a model no other worker holds; else the group of a
-    model others hold that this worker, loading the model first, would finish soonest before its
-    holders could (`_sooner_here`). Otherwise the groups left are better run by their holders."""
+    the worker's own model; else the longest of a model no other worker holds; else a group of a
+    model others hold that this worker, loading the model first, would finish before its holders
+    could (`_sooner_here`). Otherwise the groups left are better run by their holders."""
     model = workers.holds.get(worker)
     elsewhere = {w: m for w, m in workers.holds.items() if w != worker and w in alive}
     own = next((group for group in waiting if group.model == model), None)
@@ -351,6 +351,7 @@ def _sooner_here(waiting: list[Group], elsewhere: dict[str, str], workers: Worke
             if now + workers.load_s[model] + group.seconds < end and end > best_end:
                 best, best_end = group, end
     return best
+
 
 def _killed(future: Any) -> bool:
     """Whether the scheduler gave up on a group because workers died running it."""

@@ -61,7 +61,10 @@ def constant_heads(*tensors: torch.Tensor | None) -> None:
     (B, heads, [tokens,] head_dim) tensors as the constants they are for a model, so only the token
     count stays symbolic. A stage with parameters gets this from their shapes; an operator's stage
     has none, and with those sizes symbolic its reductions over head_dim compile as looped kernels,
-    about three times slower at two frames on an H200 (`results/graphs-h200/subsample-kernels/`)."""
+    about three times slower at two frames on an H200 (`results/graphs-h200/subsample-kernels/`).
+    Only while compiling: an eager forward does nothing here."""
+    if not torch.compiler.is_compiling():
+        return
     for tensor in tensors:
         if tensor is not None:
             torch._dynamo.mark_static(tensor, 1)

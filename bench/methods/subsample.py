@@ -86,17 +86,17 @@ def subsample(
     kept, kept_index, dropped_index = kept_keys(layout, window, keep_reference, q.device)
     dropped = dropped_index.numel()
     mean = mean and dropped > 0
-    mean_key = mean and not mean_log_count  # unbiased, the mean is one more key of the kernel's own softmax
-    k_kept, v_kept = stage(gather_kept)(k, v, kept_index, dropped_index if mean_key else None)
-    if not ((diagonal and dropped) or (mean and not mean_key)):
+    biased_mean = mean and mean_log_count  # unbiased, the mean is one more key of the kernel's own softmax
+    k_kept, v_kept = stage(gather_kept)(k, v, kept_index, dropped_index if mean and not biased_mean else None)
+    if not ((diagonal and dropped) or biased_mean):
         return kernel.attend(q, k_kept, v_kept)
 
     out, lse = kernel.attend_with_lse(q, k_kept, v_kept)
     own_mask = kept if diagonal else None
     k_mean = v_mean = None
-    if mean and not mean_key:
+    if biased_mean:
         k_mean, v_mean = stage(dropped_means)(k, v, dropped_index)
-    mean_bias = log_count(dropped if mean_log_count else 1, torch.promote_types(q.dtype, torch.float32), q.device)
+    mean_bias = log_count(dropped if biased_mean else 1, torch.promote_types(q.dtype, torch.float32), q.device)
     return stage(merge_extra_terms)(out, lse, q, k, v, own_mask, k_mean, v_mean, mean_bias)
 
 
@@ -109,6 +109,7 @@ def log_count(count: int, dtype: torch.dtype, device: torch.device) -> torch.Ten
 
 def dropped_means(k: torch.Tensor, v: torch.Tensor, dropped_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean of the dropped keys and of their values, summed in float32 or wider: (B, heads, head_dim)."""
+    constant_heads(k, v)
     means = _mean_rows(_token_rows(k, v).index_select(2, dropped_index))
     return means[0], means[1]
 
