@@ -146,15 +146,27 @@ def local_cluster(workers: int, device: str) -> Any:
     if device == "cuda" and workers > torch.cuda.device_count():
         raise RunError(f"--workers {workers}: this machine has {torch.cuda.device_count()} CUDA devices, one per worker")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(torch.cuda.device_count() if device == "cuda" else 0)))).split(",")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    specs = {}
-    for i in range(workers):
-        env = {"AVGGT_BENCH_WORKER": f"worker {i}" + (f" (GPU {visible[i]})" if device == "cuda" else ""), "OMP_NUM_THREADS": str(threads)}
-        if device == "cuda":
-            env["CUDA_VISIBLE_DEVICES"] = visible[i]
-        specs[f"worker-{i}"] = {"cls": Nanny, "options": {"nthreads": 1, "env": env, "silence_logs": 40, "memory_limit": 0}}  # no host-memory cap: a machine that reports little memory at first (VMs) would have its workers killed
+    specs = {
+        f"worker-{i}": {"cls": Nanny, "options": {"nthreads": 1, "env": env, "silence_logs": 40, "memory_limit": 0}}  # no host-memory cap: a machine that reports little memory at first (VMs) would have its workers killed
+        for i, env in enumerate(worker_environments(workers, device, visible, os.cpu_count() or 1))
+    }
     scheduler = {"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0"}}
     return SpecCluster(workers=specs, scheduler=scheduler, silence_logs=40)
+
+
+def worker_environments(workers: int, device: str, visible: list[str], cores: int) -> list[dict[str, str]]:
+    """The environment of each local worker process: its name, its GPU, and an equal share of the
+    host's cores for its CPU threads and for the compiler's process pool (each worker's compiler
+    would otherwise start a pool as large as the whole host). A share the user set stays."""
+    share = str(max(1, cores // workers))
+    environments = []
+    for i in range(workers):
+        env = {"AVGGT_BENCH_WORKER": f"worker {i}" + (f" (GPU {visible[i]})" if device == "cuda" else "")}
+        env.update({name: os.environ.get(name, share) for name in ("OMP_NUM_THREADS", "TORCHINDUCTOR_COMPILE_THREADS")})
+        if device == "cuda":
+            env["CUDA_VISIBLE_DEVICES"] = visible[i]
+        environments.append(env)
+    return environments
 
 
 @dataclass

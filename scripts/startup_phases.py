@@ -2,7 +2,8 @@
 cell's timed forwards (imports, CUDA start, the model built, its data, the compile prime and the
 first forward at the cell's size against the second), and how long a local Dask cluster takes to
 hand a worker its first group. Each pass is a fresh process; the first pass compiles into the
-compile cache, later passes find it warm.
+compile cache (kernels, graphs and Python's bytecode, as `scripts.compare_workers` keeps them),
+later passes find it warm.
 
     python -m scripts.startup_phases suites/speed.yaml OUT --only 'vggt-1b/*/*/*/100' --passes 2
 
@@ -86,6 +87,8 @@ def _import_runner() -> None:
 
 
 def main() -> None:
+    from scripts.compare_workers import caches_in
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("suite")
     parser.add_argument("out", type=Path)
@@ -104,7 +107,8 @@ def main() -> None:
         cache = args.compile_cache or Path(fresh)
         cache.mkdir(parents=True, exist_ok=True)
         cold = not any(cache.iterdir())
-        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "TRITON_CACHE_DIR": str(cache / "triton")}
+        env = {**os.environ, **caches_in(cache)}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         for number in range(args.passes):
             command = [sys.executable, "-m", "scripts.startup_phases", args.suite, str(args.out), "--child", "--device", args.device, *[a for g in args.only for a in ("--only", g)]]
             start = time.monotonic()

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import bench.distributed
 from bench.cli import main
-from bench.distributed import Group, Workers, _next_for, groups
+from bench.distributed import Group, Workers, _next_for, groups, worker_environments
 from bench.store import ResultStore, read_rows
 from bench.suite import expand, load_suite
 
@@ -99,6 +99,17 @@ def test_the_client_learns_a_models_load_time_from_the_group_that_loaded_it():
     assert workers.start("b", group, now=20.0) is True and workers.free_at["b"] == 37.5  # loads it
     workers.finish("a", group, loaded=False, overhead_s=0.3)  # a group that loaded nothing leaves the estimate
     assert workers.load_s == {"vggt-tiny": 12.5}
+
+
+def test_local_workers_share_the_hosts_cores_and_each_sees_its_own_gpu(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)
+    first, second = worker_environments(2, "cuda", ["3", "5"], cores=16)
+    assert first == {"AVGGT_BENCH_WORKER": "worker 0 (GPU 3)", "CUDA_VISIBLE_DEVICES": "3", "OMP_NUM_THREADS": "8", "TORCHINDUCTOR_COMPILE_THREADS": "8"}
+    assert second["CUDA_VISIBLE_DEVICES"] == "5" and second["TORCHINDUCTOR_COMPILE_THREADS"] == "8"
+    assert [env["OMP_NUM_THREADS"] for env in worker_environments(3, "cpu", [], cores=2)] == ["1"] * 3  # never none
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "1")  # the user's choice stays
+    assert all(env["TORCHINDUCTOR_COMPILE_THREADS"] == "1" and "CUDA_VISIBLE_DEVICES" not in env for env in worker_environments(2, "cpu", [], cores=16))
 
 
 def test_two_workers_give_the_serial_cells_and_values_each_once(tmp_path):
