@@ -1,8 +1,16 @@
 """A block's pre-attention stage (norm1, qkv, q/k norm, RoPE, the q/k/v stack) alone, at VGGT-1B's
-token layout, compiled three ways: with every size symbolic (as the model compiles it), with the
-RoPE table's sizes fixed (only the token count symbolic), and with every size fixed. The stage is
-memory-bound; `bound_ms` is the time its reads and writes of q, k and v take at the bandwidth
-given, against which each variant's time says how far its kernels are from the memory limit.
+token layout, compiled as the model compiles it and in variants that each change one thing, to
+find which part of the work its kernels spend their time on:
+
+- `symbolic`: as the model compiles it (every size symbolic);
+- `static-table`: the RoPE table's sizes fixed (only the token count symbolic);
+- `static`: every size fixed;
+- `into-buffer`: q, k and v written into slices of one buffer instead of stacked;
+- `no-rope`, `no-qk-norm`: without that step (not the model's output: a measure of the step).
+
+The stage is memory-bound; `bound_ms` is the time its reads and writes of q, k and v take at the
+bandwidth given. Each variant's kernels are timed by the profiler (`kernels`, per call) and their
+generated code is written to OUT/code/VARIANT.py.
 
     python -m scripts.pre_attention_kernel --frames 100 --out OUT
 
@@ -18,12 +26,30 @@ from pathlib import Path
 import click
 import torch
 from tabulate import tabulate
+from torch._inductor.utils import run_and_get_code
+from torch.profiler import ProfilerActivity, profile
 
 from bench.env import fingerprint, summary
-from bench.models.layers import Block, grid_positions, rope_table
+from bench.models.layers import Block, RopeTable, grid_positions, rope_table
 from bench.models.layers.block import attention_inputs
 
-VARIANTS = ("symbolic", "static-table", "static")
+
+def into_buffer(block: Block, rows: torch.Tensor, rope: RopeTable | None) -> torch.Tensor:
+    """`attention_inputs` with q, k and v copied into slices of one (3, rows, heads, head_dim) buffer."""
+    q, k, v = block.attn.project(block.norm1(rows), rope)
+    out = v.new_empty((3, *v.shape))
+    out[0], out[1], out[2] = q, k, v
+    return out
+
+
+VARIANTS = {  # name → (stage, dynamic, the RoPE table's sizes fixed, q/k norm, RoPE)
+    "symbolic": (attention_inputs, True, False, True, True),
+    "static-table": (attention_inputs, True, True, True, True),
+    "static": (attention_inputs, False, False, True, True),
+    "into-buffer": (into_buffer, True, False, True, True),
+    "no-rope": (attention_inputs, True, False, True, False),
+    "no-qk-norm": (attention_inputs, True, False, False, True),
+}
 
 
 def timed_ms(call, repeats: int) -> float:
@@ -41,36 +67,58 @@ def timed_ms(call, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def kernel_ms(call, calls: int = 5) -> dict[str, float]:
+    """Each GPU kernel's milliseconds per call of `call`, from the profiler."""
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            call()
+        torch.cuda.synchronize()
+    totals: dict[str, float] = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            totals[event.name] = totals.get(event.name, 0.0) + event.device_time / 1e3 / calls
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
 @click.command()
 @click.option("--frames", default=100, show_default=True)
 @click.option("--grid", default="28x37", show_default=True, help="patch grid per frame (518×392 images)")
 @click.option("--special", default=5, show_default=True, help="special tokens per frame")
+@click.option("--variants", default=",".join(VARIANTS), show_default=True)
 @click.option("--bandwidth-tbs", default=4.8, show_default=True, help="memory bandwidth for bound_ms, TB/s")
 @click.option("--repeats", default=20, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def main(frames: int, grid: str, special: int, bandwidth_tbs: float, repeats: int, out: Path) -> None:
+def main(frames: int, grid: str, special: int, variants: str, bandwidth_tbs: float, repeats: int, out: Path) -> None:
     grid_h, grid_w = (int(n) for n in grid.split("x"))
-    block = Block(1024, 16, qk_norm=True, init_values=0.01).cuda().eval()
     rope = rope_table(grid_positions(grid_h, grid_w, special, device="cuda"), 64)
     tokens = frames * rope.period
     rows = torch.randn(tokens, 1024, device="cuda")
     bound_ms = 2 * 3 * tokens * 1024 * 2 / (bandwidth_tbs * 1e12) * 1e3  # q, k, v read from the projection and written stacked, bf16
+    (out / "code").mkdir(parents=True, exist_ok=True)
     results = []
-    for variant in VARIANTS:
+    for name in variants.split(","):
+        function, dynamic, static_table, qk_norm, with_rope = VARIANTS[name]
+        block = Block(1024, 16, qk_norm=qk_norm, init_values=0.01).cuda().eval()
+        table = RopeTable(rope.cos.clone(), rope.sin.clone()) if with_rope else None
+        if static_table and table is not None:
+            for part in (table.cos, table.sin):
+                torch._dynamo.mark_static(part)
         torch._dynamo.reset()
-        stage = torch.compile(attention_inputs, dynamic=variant != "static")
-        if variant == "static-table":
-            for table in (rope.cos, rope.sin):
-                torch._dynamo.mark_static(table)
+        stage = torch.compile(function, dynamic=dynamic)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
-            whole = timed_ms(lambda: stage(block, rows, rope), repeats)
-            projection = timed_ms(lambda: block.attn.qkv(block.norm1(rows)), repeats)  # eager norm1 + qkv: the part that is not the stage's own work
-        results.append({"variant": variant, "stage_ms": whole, "norm1_qkv_eager_ms": projection, "bound_ms": bound_ms})
-        print(results[-1], flush=True)
-    out.mkdir(parents=True, exist_ok=True)
+            _, code = run_and_get_code(stage, block, rows, table)
+            (out / "code" / f"{name}.py").write_text("\n\n".join(code))
+            whole = timed_ms(lambda: stage(block, rows, table), repeats)
+            kernels = kernel_ms(lambda: stage(block, rows, table))
+        results.append({"variant": name, "stage_ms": whole, "bound_ms": bound_ms, "kernels": kernels})
+        print(name, f"{whole:.3f} ms", {k[:60]: round(v, 3) for k, v in list(kernels.items())[:6]}, flush=True)
     environment = fingerprint("cuda")
     (out / "pre_attention.json").write_text(json.dumps({"environment": environment, "frames": frames, "tokens": tokens, "rows": results}, indent=1) + "\n")
-    (out / "pre_attention.md").write_text(f"{summary(environment)}\n\n{frames} frames, {tokens} tokens.\n\n{tabulate(results, headers='keys', tablefmt='github', floatfmt='.3f')}\n")
+    lines = [summary(environment), "", f"{frames} frames, {tokens} tokens; memory bound {bound_ms:.3f} ms at {bandwidth_tbs} TB/s.", ""]
+    lines += [tabulate([{k: v for k, v in r.items() if k != "kernels"} for r in results], headers="keys", tablefmt="github", floatfmt=".3f"), ""]
+    for r in results:
+        lines += [f"**{r['variant']}** (ms per call)", "", tabulate(list(r["kernels"].items())[:8], headers=["kernel", "ms"], tablefmt="github", floatfmt=".3f"), ""]
+    (out / "pre_attention.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
