@@ -11,7 +11,7 @@ as the workers of one node share theirs; so neither run profits from the other's
 `--compile-cache DIR` both runs share DIR instead, warmed beforehand by an untimed run of the cells
 `--warm-only` selects (OUT/warm/): then both start as a second run of the suite on that machine
 does, and the ratio shows the scheduling alone, not a cold compile that one worker pays in both.
-The cache holds Python's bytecode too (`caches_in`), written even where the environment says not
+The cache holds Python's bytecode too (`environment_caching_in`), written even where the environment says not
 to: an installed machine has it, and without it every process compiles torch's source anew.
 
     python -m scripts.compare_workers suites/speed.yaml OUT --compile-cache /tmp/cc --warm-only '*/*/*/*/100'   # the warm-up alone
@@ -48,20 +48,21 @@ def timed_run(suite: str, out: Path, workers: int, only: list[str], expect_from:
     command += ["--expect-from", expect_from] if expect_from else []
     with tempfile.TemporaryDirectory(prefix="compile-cache-") as fresh:
         where = cache or Path(fresh)
-        env = {**os.environ, **caches_in(where)}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env = environment_caching_in(where)
         started = time.monotonic()
         if subprocess.run(command, env=env).returncode:
             sys.exit(f"compare_workers: the run into {out} failed (its error is above); nothing was compared")
         return time.monotonic() - started
 
 
-def caches_in(where: Path) -> dict[str, str]:
-    """The environment that keeps a run's compiled code in `where`: the compiler's kernels and graphs,
-    and Python's bytecode. A machine that writes no bytecode (PYTHONDONTWRITEBYTECODE, packages
-    installed without it) compiles the source of torch and its compiler in every process it starts
-    (about 14 s a process on the GPU machines used here), which no installed machine does."""
-    return {"TORCHINDUCTOR_CACHE_DIR": str(where), "TRITON_CACHE_DIR": str(where / "triton"), "PYTHONPYCACHEPREFIX": str(where / "bytecode")}
+def environment_caching_in(where: Path) -> dict[str, str]:
+    """This process's environment, set to keep a run's compiled code in `where`: the compiler's
+    kernels and graphs, and Python's bytecode, written even where PYTHONDONTWRITEBYTECODE says not
+    to. A machine without bytecode (that setting, packages installed without it) compiles the source
+    of torch and its compiler in every process it starts (about 14 s a process on the GPU machines
+    used here), which no installed machine does."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "TORCHINDUCTOR_CACHE_DIR": str(where), "TRITON_CACHE_DIR": str(where / "triton"), "PYTHONPYCACHEPREFIX": str(where / "bytecode")}
 
 
 def cache_state(cache: Path | None) -> str:

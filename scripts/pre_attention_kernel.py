@@ -9,7 +9,7 @@ find which part of the work its kernels spend their time on:
 - `no-rope`, `no-qk-norm`: without that step (not the model's output: a measure of the step).
 
 The stage is memory-bound; `bound_ms` is the time its reads and writes of q, k and v take at the
-bandwidth given. Each variant's kernels are timed by the profiler (`kernels`, per call) and their
+bandwidth given. Each variant's kernels are timed by the profiler (`kernels`, µs per call) and their
 generated code is written to OUT/code/VARIANT.py.
 
     python -m scripts.pre_attention_kernel --frames 100 --out OUT
@@ -27,11 +27,12 @@ import click
 import torch
 from tabulate import tabulate
 from torch._inductor.utils import run_and_get_code
-from torch.profiler import ProfilerActivity, profile
 
 from bench.env import fingerprint, summary
 from bench.models.layers import Block, RopeTable, grid_positions, rope_table
 from bench.models.layers.block import attention_inputs
+from bench.timing import time_forward
+from scripts.subsample_kernels import kernel_times
 
 
 def into_buffer(block: Block, rows: torch.Tensor, rope: RopeTable | None) -> torch.Tensor:
@@ -50,34 +51,6 @@ VARIANTS = {  # name → (stage, dynamic, the RoPE table's sizes fixed, q/k norm
     "no-rope": (attention_inputs, True, False, True, False),
     "no-qk-norm": (attention_inputs, True, False, False, True),
 }
-
-
-def timed_ms(call, repeats: int) -> float:
-    """Median milliseconds of `call` on the GPU, after two untimed calls."""
-    for _ in range(2):
-        call()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        call()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
-def kernel_ms(call, calls: int = 5) -> dict[str, float]:
-    """Each GPU kernel's milliseconds per call of `call`, from the profiler."""
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(calls):
-            call()
-        torch.cuda.synchronize()
-    totals: dict[str, float] = {}
-    for event in prof.events():
-        if event.device_type == torch.autograd.DeviceType.CUDA:
-            totals[event.name] = totals.get(event.name, 0.0) + event.device_time / 1e3 / calls
-    return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
 @click.command()
@@ -108,16 +81,16 @@ def main(frames: int, grid: str, special: int, variants: str, bandwidth_tbs: flo
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             _, code = run_and_get_code(stage, block, rows, table)
             (out / "code" / f"{name}.py").write_text("\n\n".join(code))
-            whole = timed_ms(lambda: stage(block, rows, table), repeats)
-            kernels = kernel_ms(lambda: stage(block, rows, table))
+            whole = time_forward(lambda: stage(block, rows, table), "cuda", warmup=2, repeats=repeats)[1].median_s * 1e3
+            kernels, _ = kernel_times(lambda: stage(block, rows, table), "cuda")
         results.append({"variant": name, "stage_ms": whole, "bound_ms": bound_ms, "kernels": kernels})
-        print(name, f"{whole:.3f} ms", {k[:60]: round(v, 3) for k, v in list(kernels.items())[:6]}, flush=True)
+        print(name, f"{whole:.3f} ms", [(k["kernel"][:60], round(k["us"], 1)) for k in kernels[:6]], flush=True)
     environment = fingerprint("cuda")
     (out / "pre_attention.json").write_text(json.dumps({"environment": environment, "frames": frames, "tokens": tokens, "rows": results}, indent=1) + "\n")
     lines = [summary(environment), "", f"{frames} frames, {tokens} tokens; memory bound {bound_ms:.3f} ms at {bandwidth_tbs} TB/s.", ""]
     lines += [tabulate([{k: v for k, v in r.items() if k != "kernels"} for r in results], headers="keys", tablefmt="github", floatfmt=".3f"), ""]
     for r in results:
-        lines += [f"**{r['variant']}** (ms per call)", "", tabulate(list(r["kernels"].items())[:8], headers=["kernel", "ms"], tablefmt="github", floatfmt=".3f"), ""]
+        lines += [f"**{r['variant']}** (per call of the stage)", "", tabulate(r["kernels"][:8], headers="keys", tablefmt="github", floatfmt=".1f"), ""]
     (out / "pre_attention.md").write_text("\n".join(lines))
 
 
