@@ -6,7 +6,9 @@ find which part of the work its kernels spend their time on:
 - `static-table`: the RoPE table's sizes fixed (only the token count symbolic);
 - `static`: every size fixed;
 - `into-buffer`: q, k and v written into slices of one buffer instead of stacked;
-- `no-rope`, `no-qk-norm`: without that step (not the model's output: a measure of the step).
+- `no-rope`, `no-qk-norm`: without that step (not the model's output: a measure of the step);
+- `fused`: what a compiled forward runs on CUDA now: norm1 and the projection compiled, then the
+  Triton kernel of `bench.models.layers.fused_qkv` (not compiled as a whole).
 
 The stage is memory-bound; `bound_ms` is the time its reads and writes of q, k and v take at the
 bandwidth given. Each variant's kernels are timed by the profiler (`kernels`, µs per call) and their
@@ -30,7 +32,7 @@ from torch._inductor.utils import run_and_get_code
 
 from bench.env import fingerprint, summary
 from bench.models.layers import Block, RopeTable, grid_positions, rope_table
-from bench.models.layers.block import attention_inputs
+from bench.models.layers.block import attention_inputs, fused_attention_inputs
 from bench.timing import time_forward
 from scripts.subsample_kernels import kernel_times
 
@@ -43,7 +45,8 @@ def into_buffer(block: Block, rows: torch.Tensor, rope: RopeTable | None) -> tor
     return out
 
 
-VARIANTS = {  # name → (stage, dynamic, the RoPE table's sizes fixed, q/k norm, RoPE)
+VARIANTS = {  # name → (stage, dynamic (None: run as written), the RoPE table's sizes fixed, q/k norm, RoPE)
+    "fused": (fused_attention_inputs, None, False, True, True),
     "symbolic": (attention_inputs, True, False, True, True),
     "static-table": (attention_inputs, True, True, True, True),
     "static": (attention_inputs, False, False, True, True),
@@ -77,7 +80,7 @@ def main(frames: int, grid: str, special: int, variants: str, bandwidth_tbs: flo
             for part in (table.cos, table.sin):
                 torch._dynamo.mark_static(part)
         torch._dynamo.reset()
-        stage = torch.compile(function, dynamic=dynamic)
+        stage = function if dynamic is None else torch.compile(function, dynamic=dynamic)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             _, code = run_and_get_code(stage, block, rows, table)
             (out / "code" / f"{name}.py").write_text("\n\n".join(code))

@@ -4,7 +4,8 @@ The block runs in three stages: the per-token work before attention (norm1, qkv,
 the attention itself (swappable: an attention plan's operator), and the per-token work after it
 (proj, layer scale, residual, norm2, MLP, residual). The two per-token stages are where a forward
 spends its memory-bound time (float32 norms and residuals, casts, RoPE, GELU); with
-`stages_compiled` each runs as a few fused kernels (`bench.stages`).
+`stages_compiled` each runs as a few fused kernels (`bench.stages`), and on CUDA the pre-attention
+work after the qkv projection is one hand-written kernel (`bench.models.layers.fused_qkv`).
 
 The per-token stages can run in chunks of rows so that a sequence of a million tokens never
 materialises its MLP hidden state or its float32 RoPE temporaries at once; only q, k, v (in the
@@ -19,6 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from bench.models.layers import fused_qkv
 from bench.models.layers.attention import Attend, Attention, sdpa
 from bench.models.layers.layer_scale import LayerScale
 from bench.models.layers.mlp import Mlp
@@ -65,7 +67,10 @@ class Block(nn.Module):
         batch, tokens, dim = x.shape
         rows = x.reshape(batch * tokens, dim)
         spans = _row_spans(batch * tokens, chunk_rows, rope.period if rope is not None else 1)
-        before, after = (compiled(attention_inputs), compiled(attention_output)) if self.stages_compiled else (attention_inputs, attention_output)
+        before, after = (attention_inputs, attention_output)
+        if self.stages_compiled:
+            before = fused_attention_inputs if fused_qkv.fusable(self.attn, x.device) else compiled(attention_inputs)
+            after = compiled(attention_output)
 
         qkv = _over_spans(spans, lambda span: before(self, rows[span], rope), row_dim=1)
         q, k, v = (t.view(batch, tokens, self.attn.num_heads, self.attn.head_dim).transpose(1, 2) for t in qkv)
@@ -78,6 +83,17 @@ class Block(nn.Module):
 def attention_inputs(block: Block, rows: torch.Tensor, rope: RopeTable | None) -> torch.Tensor:
     """(rows, dim) tokens → q, k, v stacked as (3, rows, heads, head_dim) in the attention dtype."""
     return torch.stack(block.attn.project(block.norm1(rows), rope))
+
+
+def fused_attention_inputs(block: Block, rows: torch.Tensor, rope: RopeTable | None) -> torch.Tensor:
+    """`attention_inputs` as a compiled forward runs it on CUDA: norm1 and the projection compiled,
+    the rest in one Triton kernel."""
+    return fused_qkv.normed_rotated_qkv(compiled(projection)(block, rows), block.attn, rope)
+
+
+def projection(block: Block, rows: torch.Tensor) -> torch.Tensor:
+    """(rows, dim) tokens → their qkv projection (rows, 3·dim)."""
+    return block.attn.qkv(block.norm1(rows))
 
 
 def attention_output(block: Block, rows: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
