@@ -3,6 +3,8 @@ q/k LayerNorm, RoPE and the q/k/v layout, run on the CPU through Triton's interp
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -16,9 +18,11 @@ from bench.models.layers.block import attention_inputs
 def interpreted(monkeypatch):
     """The kernel built for Triton's interpreter, which runs it on CPU tensors."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.delitem(sys.modules, "bench.models.layers.fused_qkv_triton", raising=False)
     fused_qkv._kernel.cache_clear()
     yield
     fused_qkv._kernel.cache_clear()
+    sys.modules.pop("bench.models.layers.fused_qkv_triton", None)
 
 
 def _block(heads: int, head_dim: int, qk_norm: bool) -> Block:

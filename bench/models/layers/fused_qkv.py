@@ -24,7 +24,7 @@ from torch import nn
 from bench.models.layers.attention import Attention
 from bench.models.layers.rope import RopeTable
 
-PAIRS_PER_PROGRAM = 32  # (token, head) rows per program: 32 × 64 channels, four warps
+HEAD_ROWS_PER_PROGRAM = 32  # rows of head_dim channels per program: 32 × 64 channels, four warps
 
 
 def fusable(attention: Attention, device: torch.device) -> bool:
@@ -55,10 +55,10 @@ def normed_rotated_qkv(qkv: torch.Tensor, attention: Attention, rope: RopeTable 
     q_norm, k_norm = attention.q_norm, attention.k_norm
     norm_arguments = (q_norm.weight, q_norm.bias, k_norm.weight, k_norm.bias, q_norm.eps, k_norm.eps) if norm else (qkv, qkv, qkv, qkv, 0.0, 0.0)
     rope_arguments = (rope.cos.contiguous(), rope.sin.contiguous(), rope.period) if rope is not None else (qkv, qkv, 1)
-    grid = (-(-rows * heads // PAIRS_PER_PROGRAM), 3)
+    grid = (-(-rows * 3 * heads // HEAD_ROWS_PER_PROGRAM),)
     _kernel()[grid](
         qkv, out, rows, *norm_arguments, *rope_arguments,
-        HEADS=heads, HEAD_DIM=head_dim, PAIRS=PAIRS_PER_PROGRAM, NORM=norm, ROPE=rope is not None, num_warps=4,
+        HEADS=heads, HEAD_DIM=head_dim, HEAD_ROWS=HEAD_ROWS_PER_PROGRAM, NORM=norm, ROPE=rope is not None, num_warps=4,
     )
     return out
 
@@ -74,45 +74,8 @@ def _triton_available() -> bool:
 
 @lru_cache(maxsize=None)
 def _kernel():
-    """The Triton kernel, built once; program (i, part) handles PAIRS (token, head) rows of q, k or v."""
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def normed_rotated_qkv_kernel(
-        qkv_ptr, out_ptr, rows, q_weight_ptr, q_bias_ptr, k_weight_ptr, k_bias_ptr, q_eps, k_eps, cos_ptr, sin_ptr, period,
-        HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PAIRS: tl.constexpr, NORM: tl.constexpr, ROPE: tl.constexpr,
-    ):  # unused arguments (NORM or ROPE off) may be any tensor
-        part = tl.program_id(1).to(tl.int64)  # 0: q, 1: k, 2: v
-        pair = tl.program_id(0).to(tl.int64) * PAIRS + tl.arange(0, PAIRS)
-        valid = (pair < rows * HEADS)[:, None]
-        token, head = pair // HEADS, pair % HEADS
-        channel = tl.arange(0, HEAD_DIM)
-        source = qkv_ptr + token[:, None] * (3 * HEADS * HEAD_DIM) + part * (HEADS * HEAD_DIM) + head[:, None] * HEAD_DIM
-        target = out_ptr + part * rows * (HEADS * HEAD_DIM) + pair[:, None] * HEAD_DIM + channel[None, :]
-        x = tl.load(source + channel[None, :], mask=valid, other=0.0).to(tl.float32)
-        if part != 2:
-            # rotate-half inside each half of the channels: channel c pairs with c ^ quarter,
-            # (a, b) → (-b, a); the partner is read again (from cache) rather than shuffled
-            quarter: tl.constexpr = HEAD_DIM // 4
-            partner = channel ^ quarter
-            x_partner = tl.load(source + partner[None, :], mask=valid, other=0.0).to(tl.float32)
-            if NORM:
-                is_q = part == 0
-                eps = tl.where(is_q, q_eps, k_eps)
-                weight = tl.where(is_q, tl.load(q_weight_ptr + channel), tl.load(k_weight_ptr + channel))
-                bias = tl.where(is_q, tl.load(q_bias_ptr + channel), tl.load(k_bias_ptr + channel))
-                weight_partner = tl.where(is_q, tl.load(q_weight_ptr + partner), tl.load(k_weight_ptr + partner))
-                bias_partner = tl.where(is_q, tl.load(q_bias_ptr + partner), tl.load(k_bias_ptr + partner))
-                mean = tl.sum(x, axis=1) / HEAD_DIM
-                centred = x - mean[:, None]
-                rstd = tl.rsqrt(tl.sum(centred * centred, axis=1) / HEAD_DIM + eps)
-                x = centred * rstd[:, None] * weight[None, :] + bias[None, :]
-                x_partner = (x_partner - mean[:, None]) * rstd[:, None] * weight_partner[None, :] + bias_partner[None, :]
-            if ROPE:
-                angle = (token % period)[:, None] * HEAD_DIM + channel[None, :]
-                rotated = tl.where((channel % (2 * quarter) < quarter)[None, :], -x_partner, x_partner)
-                x = x * tl.load(cos_ptr + angle, mask=valid, other=0.0) + rotated * tl.load(sin_ptr + angle, mask=valid, other=0.0)
-        tl.store(target, x.to(out_ptr.dtype.element_ty), mask=valid)
+    """The Triton kernel, imported on first use (Triton decides at import whether to compile it or
+    to interpret it on the CPU, `TRITON_INTERPRET`)."""
+    from bench.models.layers.fused_qkv_triton import normed_rotated_qkv_kernel
 
     return normed_rotated_qkv_kernel
