@@ -44,4 +44,4 @@ def test_compiled_block_with_chunks_equals_eager():
         block.stages_compiled = True
         compiled_whole, compiled_chunked = block(x, rope), block(x, rope, chunk_rows=3 * rope.period)
     torch.testing.assert_close(compiled_whole, eager, rtol=2e-2, atol=2e-2)
-    torch.testing.assert_close(compiled_chunked, compiled_whole, rtol=0, atol=0)
+    torch.testing.assert_close(compiled_chunked, compiled_whole, rtol=1e-3, atol=1e-4)  # cuBLAS picks its kernel by row count

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Triton kernels (`bench.models.layers.fused_qkv`) run on the CPU through Triton's interpreter.
+# Triton fixes that choice for its own library functions when it is first imported, which any
+# test may cause (torch imports it lazily), so it is set before all of them.
+os.environ["TRITON_INTERPRET"] = "1"
+
 from pathlib import Path
 from typing import Any, Callable
 

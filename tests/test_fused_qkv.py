@@ -1,9 +1,8 @@
 """The fused pre-attention kernel (`bench.models.layers.fused_qkv`) against the model's own code:
-q/k LayerNorm, RoPE and the q/k/v layout, run on the CPU through Triton's interpreter."""
+q/k LayerNorm, RoPE and the q/k/v layout, run on the CPU through Triton's interpreter
+(`TRITON_INTERPRET`, set in conftest.py)."""
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 import torch
@@ -12,17 +11,6 @@ from torch import nn
 from bench.models.layers import Block, grid_positions, rope_table
 from bench.models.layers import fused_qkv
 from bench.models.layers.block import attention_inputs
-
-
-@pytest.fixture
-def interpreted(monkeypatch):
-    """The kernel built for Triton's interpreter, which runs it on CPU tensors."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.delitem(sys.modules, "bench.models.layers.fused_qkv_triton", raising=False)
-    fused_qkv._kernel.cache_clear()
-    yield
-    fused_qkv._kernel.cache_clear()
-    sys.modules.pop("bench.models.layers.fused_qkv_triton", None)
 
 
 def _block(heads: int, head_dim: int, qk_norm: bool) -> Block:
@@ -40,7 +28,7 @@ def _fused(block: Block, rows: torch.Tensor, rope) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("qk_norm, with_rope", [(True, True), (False, True), (True, False), (False, False)])
-def test_kernel_equals_the_models_pre_attention_stage(interpreted, qk_norm, with_rope):
+def test_kernel_equals_the_models_pre_attention_stage(qk_norm, with_rope):
     heads, head_dim, frames = 3, 16, 4
     rope = rope_table(grid_positions(2, 3, num_special=2), head_dim) if with_rope else None
     block = _block(heads, head_dim, qk_norm)
@@ -51,7 +39,7 @@ def test_kernel_equals_the_models_pre_attention_stage(interpreted, qk_norm, with
     torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_kernel_rotates_by_each_tokens_position_within_its_frame(interpreted):
+def test_kernel_rotates_by_each_tokens_position_within_its_frame():
     """Frame 2's tokens get frame 0's angles (global attention carries no frame index), and a
     wrong partner channel or sign would break the rotation's norm-preserving pairs."""
     heads, head_dim = 2, 8
@@ -69,7 +57,7 @@ def test_kernel_rotates_by_each_tokens_position_within_its_frame(interpreted):
     torch.testing.assert_close(fused[:, :, 0], unrotated[:, :, 0])
 
 
-def test_kernel_keeps_bfloat16_within_its_rounding(interpreted):
+def test_kernel_keeps_bfloat16_within_its_rounding():
     heads, head_dim = 4, 16
     rope = rope_table(grid_positions(2, 2, num_special=1), head_dim)
     block = _block(heads, head_dim, qk_norm=True)

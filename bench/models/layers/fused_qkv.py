@@ -24,7 +24,7 @@ from torch import nn
 from bench.models.layers.attention import Attention
 from bench.models.layers.rope import RopeTable
 
-HEAD_ROWS_PER_PROGRAM = 32  # rows of head_dim channels per program: 32 × 64 channels, four warps
+HEAD_ROWS_PER_PROGRAM = 32  # rows of head_dim channels per program (fewer for few heads): 32 × 64 channels, four warps
 
 
 def fusable(attention: Attention, device: torch.device) -> bool:
@@ -55,10 +55,10 @@ def normed_rotated_qkv(qkv: torch.Tensor, attention: Attention, rope: RopeTable 
     q_norm, k_norm = attention.q_norm, attention.k_norm
     norm_arguments = (q_norm.weight, q_norm.bias, k_norm.weight, k_norm.bias, q_norm.eps, k_norm.eps) if norm else (qkv, qkv, qkv, qkv, 0.0, 0.0)
     rope_arguments = (rope.cos.contiguous(), rope.sin.contiguous(), rope.period) if rope is not None else (qkv, qkv, 1)
-    grid = (-(-rows * 3 * heads // HEAD_ROWS_PER_PROGRAM),)
-    _kernel()[grid](
+    head_rows = min(HEAD_ROWS_PER_PROGRAM, 1 << (3 * heads).bit_length() - 1)  # a tile spans at most two tokens
+    _kernel()[(-(-rows * 3 * heads // head_rows),)](
         qkv, out, rows, *norm_arguments, *rope_arguments,
-        HEADS=heads, HEAD_DIM=head_dim, HEAD_ROWS=HEAD_ROWS_PER_PROGRAM, NORM=norm, ROPE=rope is not None, num_warps=4,
+        HEADS=heads, HEAD_DIM=head_dim, HEAD_ROWS=head_rows, NORM=norm, ROPE=rope is not None, num_warps=4,
     )
     return out
 
