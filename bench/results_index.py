@@ -43,6 +43,7 @@ class ResultSet:
     title: str = ""  # script outputs: about.json's title, else the names of their tables
     script_envs: list[dict] = field(default_factory=list, repr=False)  # script outputs: the environments their JSON files record
     superseded_by: dict[str, int] = field(default_factory=dict)  # newer set → cells of this one it measured again
+    measured_again: int = 0  # cells of this one that some newer set measured again (each counted once)
 
     @property
     def measured(self) -> bool:
@@ -56,10 +57,10 @@ class ResultSet:
     def status(self) -> str:
         if self.archived:
             return "archived"
-        again = sum(self.superseded_by.values())
         if not self.superseded_by:
             return "current"
         newer = ", ".join(f"{name} ({count})" for name, count in self.superseded_by.items())
+        again = self.measured_again
         return f"superseded by {newer}" if again >= len(self.rows) else f"partly current: {again} of {len(self.rows)} cells measured again in {newer}"
 
 
@@ -107,10 +108,13 @@ def _supersede(sets: list[ResultSet]) -> None:
     """Fill `superseded_by`: a cell is measured again when a newer set holds it for the same suite and GPU."""
     for older in sets:
         keys = set(zip(older.rows["suite"], older.rows["gpu"], older.rows["cell"]))
+        measured_again: set = set()
         for newer in sorted((s for s in sets if s.last > older.last), key=lambda s: s.last):
-            again = len(keys & set(zip(newer.rows["suite"], newer.rows["gpu"], newer.rows["cell"])))
+            again = keys & set(zip(newer.rows["suite"], newer.rows["gpu"], newer.rows["cell"]))
             if again:
-                older.superseded_by[newer.name] = again
+                older.superseded_by[newer.name] = len(again)
+                measured_again |= again
+        older.measured_again = len(measured_again)
 
 
 def archive_superseded(root: str | Path) -> list[str]:
@@ -185,8 +189,8 @@ def write_index(root: str | Path) -> Path:
 
 def speed_tables(root: str | Path, suite: str = SPEED_SUITE) -> str:
     """Markdown: per GPU, dense times and every method's speedup by frame count from the current sets
-    of `suite`. Each row comes whole from one set (the newest that has it paired with its dense row
-    at the most frame counts), named with its commit, so every ratio is from one run."""
+    of `suite`. Each row comes from one set, named with its commit, so every ratio is from one run:
+    the newest set's row first, then an older set's row for the frame counts no newer set has."""
     sets = [s for s in discover(root) if s.measured and not s.archived]
     rows = pd.concat([s.rows.assign(set=s.name) for s in sets], ignore_index=True) if sets else pd.DataFrame()
     if rows.empty or suite not in set(rows["suite"]):
@@ -199,7 +203,7 @@ def speed_tables(root: str | Path, suite: str = SPEED_SUITE) -> str:
         table, sources = _speed_rows(on_gpu)
         frames = sorted({f for f in on_gpu["frames"] if isinstance(f, int)})
         header = ["model", "method", *[str(f) for f in frames], "set (commit)"]
-        body = [[model, method, *[cells.get(f, "") for f in frames], sources[(model, method)]] for (model, method), cells in table.items()]
+        body = [[model, method, *[cells.get(f, "") for f in frames], sources[key]] for key, cells in table.items() for model, method, _ in [key]]
         compiled = {bool((options or {}).get("compile")) for options in on_gpu["model_options"]}
         how = {frozenset({True}): "models compiled", frozenset({False}): "models eager"}.get(frozenset(compiled), "some sets compiled, some eager")
         heads = {(options or {}).get("heads_dtype", "float32") for options in on_gpu["model_options"]}  # rows from before the option: float32
@@ -209,22 +213,25 @@ def speed_tables(root: str | Path, suite: str = SPEED_SUITE) -> str:
 
 
 def _speed_rows(rows: pd.DataFrame) -> tuple[dict, dict]:
-    table: dict[tuple[str, str], dict[int, str]] = {}
-    sources: dict[tuple[str, str], str] = {}
+    """Rows keyed (model, method, set): for each model and method the newest set's cells, then each
+    older set's cells at the frame counts no newer set has (a dense row's times, a method's speedups)."""
+    table: dict[tuple[str, str, str], dict[int, str]] = {}
+    sources: dict[tuple[str, str, str], str] = {}
     models, methods = list(dict.fromkeys(rows["model"])), list(dict.fromkeys(rows["method"]))
     order = rows.assign(_model=rows["model"].map(models.index), _dense=~rows["method_dense"].astype(bool), _method=rows["method"].map(methods.index))
     rows = rows.loc[order.sort_values(["_model", "_dense", "_method"], kind="stable").index]
     for (model, method), group in rows.groupby(["model", "method"], sort=False):
         dense = bool(group["method_dense"].iloc[0])
         usable = group if dense else group[group["speedup"].notna()]
-        if usable.empty:
-            continue
-        counts = usable.groupby("set").agg(frames=("frames", "nunique"), last=("recorded_at", "max"))
-        chosen = counts.sort_values(["frames", "last"], ascending=False).index[0]
-        picked = usable[usable["set"] == chosen]
         value = (lambda r: _seconds(r["time_median_s"])) if dense else (lambda r: f"{r['speedup']:.2f}×")
-        table[(model, method)] = {int(r["frames"]): value(r) for _, r in picked.iterrows() if isinstance(r["frames"], int)}
-        sources[(model, method)] = f"{chosen} ({', '.join(dict.fromkeys(picked['commit']))})"
+        covered: set[int] = set()
+        for name in usable.groupby("set")["recorded_at"].max().sort_values(ascending=False).index:
+            picked = usable[(usable["set"] == name) & ~usable["frames"].isin(covered)]
+            cells = {int(r["frames"]): value(r) for _, r in picked.iterrows() if isinstance(r["frames"], int)}
+            if cells:
+                table[(model, method, name)] = cells
+                sources[(model, method, name)] = f"{name} ({', '.join(dict.fromkeys(picked['commit']))})"
+                covered |= set(cells)
     return table, sources
 
 

@@ -44,6 +44,18 @@ def test_a_newer_set_supersedes_the_cells_it_measures_again(tmp_path, fake_metri
     assert "current" in row and "tiny" in row and "CPU (" in row and "oracle, noisy × dense on synthetic, 3–6 frames; 8 cells" in row
 
 
+def test_cells_measured_again_by_two_newer_sets_count_once(tmp_path, fake_metrics):
+    suite = write_suite(tmp_path, tiny_suite())
+    root = tmp_path / "results"
+    assert invoke("run", suite, "--out", root / "first").exit_code == 0
+    for name in ("second", "third"):  # each measures the same half again: the other half stays current
+        time.sleep(1.1)
+        assert invoke("run", suite, "--out", root / name, "--only", "oracle/*").exit_code == 0
+    status = {s.name: s.status for s in discover(root)}["first"]
+    assert status == "partly current: 4 of 8 cells measured again in second (4), third (4)"
+    assert invoke("index", root, "--archive").exit_code == 0 and (root / "first").is_dir()
+
+
 def index_row_of_script_outputs(tmp_path, name: str, about: dict) -> str:
     """The index row of a folder holding one table and `about.json`."""
     outputs = tmp_path / "results" / name
@@ -70,7 +82,7 @@ def test_a_folder_that_is_no_set_is_a_clear_error(tmp_path):
         discover(tmp_path / "results")
 
 
-def test_speed_rows_come_whole_from_one_set(tmp_path, fake_metrics, frame_method):
+def test_speed_rows_come_from_one_set_each_newest_first(tmp_path, fake_metrics, frame_method):
     data = tiny_suite(name="speed", methods=["dense", frame_method])
     suite = write_suite(tmp_path, data)
     root = tmp_path / "results"
@@ -78,9 +90,14 @@ def test_speed_rows_come_whole_from_one_set(tmp_path, fake_metrics, frame_method
     time.sleep(1.1)
     assert invoke("run", suite, "--out", root / "new", "--only", "oracle/*/*/*/3").exit_code == 0
     table = speed_tables(root)
-    rows = {line.split("|")[2].strip(): line.split("|")[-2].strip() for line in table.splitlines() if line.startswith("| oracle")}
-    assert set(rows) == {"dense", "t_frame"}
-    assert all(source.startswith("old (") for source in rows.values())  # 2 frame counts beat the newer set's 1
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    frames = [cell.strip() for cell in header.split("|")[3:-2]]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith("| oracle")]
+    # per method: the new set's row (its one frame count), then the old set's row for the other
+    assert [(row[1], row[-1].split(" ")[0]) for row in rows] == [("dense", "new"), ("dense", "old"), ("t_frame", "new"), ("t_frame", "old")]
+    for method_rows in (rows[:2], rows[2:]):
+        filled = [[frames[i] for i, cell in enumerate(row[2:-1]) if cell] for row in method_rows]
+        assert filled[0] == ["3"] and filled[1] and "3" not in filled[1]
 
 
 def committed_results(tmp_path: Path) -> Path:
