@@ -56,19 +56,22 @@ def stages_compiled_within(enabled: bool) -> Iterator[None]:
         _FORWARD_COMPILED.reset(token)
 
 
-def constant_heads(*tensors: torch.Tensor | None) -> None:
+def constant_heads(*tensors: torch.Tensor | None, per_query: tuple[torch.Tensor, ...] = ()) -> None:
     """Inside a stage: compile the head count and head size (dim 1 and the last) of these
     (B, heads, [tokens,] head_dim) tensors as the constants they are for a model, so only the token
-    count stays symbolic. A stage with parameters gets this from their shapes; an operator's stage
-    has none, and with those sizes symbolic its reductions over head_dim compile as looped kernels,
-    about three times slower at two frames on an H200 (`results/graphs-h200/subsample-kernels/`).
-    Only while compiling: an eager forward does nothing here."""
+    count stays symbolic; of the (B, heads, tokens) tensors in `per_query` (a log-sum-exp), the head
+    count. A stage with parameters gets this from their shapes; an operator's stage has none, and
+    with those sizes symbolic its reductions over head_dim compile as looped kernels, about three
+    times slower at two frames on an H200 (`results/graphs-h200/subsample-kernels/`). Only while
+    compiling: an eager forward does nothing here."""
     if not torch.compiler.is_compiling():
         return
     for tensor in tensors:
         if tensor is not None:
             torch._dynamo.mark_static(tensor, 1)
             torch._dynamo.mark_static(tensor, tensor.dim() - 1)
+    for tensor in per_query:
+        torch._dynamo.mark_static(tensor, 1)
 
 
 def stage(function: Stage) -> Stage:

@@ -159,8 +159,7 @@ def merge_extra_terms(
     Memory-bound: every step reads or writes (B, heads, N, head_dim) tensors, so a compiled
     forward runs it as one fused kernel (`bench.stages.stage`).
     """
-    constant_heads(out, q, k, v, k_mean, v_mean)
-    torch._dynamo.mark_static(lse, 1)
+    constant_heads(out, q, k, v, k_mean, v_mean, per_query=(lse,))
     acc = lse.dtype
     scale = q.shape[-1] ** -0.5
     terms: list[tuple[torch.Tensor, torch.Tensor]] = []  # (score per query, value per query or shared)
