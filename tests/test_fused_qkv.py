@@ -78,6 +78,9 @@ def test_kernel_fits_layer_norms_or_none_and_power_of_two_heads():
     attention = _block(2, 16, qk_norm=True).attn
     attention.q_norm = nn.LayerNorm(16, elementwise_affine=False)
     assert not fused_qkv.kernel_fits(attention)
+    attention = _block(2, 16, qk_norm=True).attn
+    attention.k_norm = nn.Identity()  # one norm without the other: the kernel normalises both or neither
+    assert not fused_qkv.kernel_fits(attention)
 
 
 def test_not_fused_on_cpu_or_with_gradients():
