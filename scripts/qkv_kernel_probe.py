@@ -4,7 +4,8 @@ bytes (the memory bound in practice), for a few tile sizes, with the registers e
 
     python -m scripts.qkv_kernel_probe --frames 100 --out OUT
 
-Random bf16 projection output, random norm weights. Writes OUT/qkv_kernel_probe.json.
+Random bf16 projection output, random norm weights; each time the median of 20 calls
+(`bench.timing.time_forward`). Writes OUT/qkv_kernel_probe.json.
 """
 
 from __future__ import annotations
@@ -18,19 +19,13 @@ import torch
 from bench.env import fingerprint
 from bench.models.layers import grid_positions, rope_table
 from bench.models.layers.fused_qkv_triton import normed_rotated_qkv_kernel
+from bench.timing import time_forward
 
 
-def microseconds(launch, repeats: int = 20) -> float:
-    """Mean time of `launch` by CUDA events over `repeats` back-to-back calls, after one warm call."""
-    launch()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeats):
-        launch()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeats * 1e3
+def microseconds(launch, repeats: int = 20) -> tuple[float, object]:
+    """Median time of `launch` (CUDA events, after one warm call) and what its last call returned."""
+    built, timing = time_forward(launch, "cuda", warmup=1, repeats=repeats)
+    return timing.median_s * 1e6, built
 
 
 @click.command()
@@ -43,7 +38,7 @@ def main(frames: int, out: Path) -> None:
     qkv = torch.randn(rows, 3 * heads * head_dim, device="cuda", dtype=torch.bfloat16)
     stacked = torch.empty(3, rows, heads, head_dim, device="cuda", dtype=torch.bfloat16)
     norms = [torch.randn(head_dim, device="cuda") for _ in range(4)]
-    results = {"copy_us": microseconds(lambda: stacked.view(-1).copy_(qkv.view(-1)))}
+    results = {"copy_us": microseconds(lambda: stacked.view(-1).copy_(qkv.view(-1)))[0]}
     for norm, rotate in ((False, False), (True, False), (False, True), (True, True)):
         for head_rows, warps in ((16, 4), (32, 4)):
             def launch():
@@ -51,9 +46,9 @@ def main(frames: int, out: Path) -> None:
                     qkv, stacked, rows, *norms, 1e-5, 1e-5, rope.cos, rope.sin, rope.period,
                     HEADS=heads, HEAD_DIM=head_dim, HEAD_ROWS=head_rows, NORM=norm, ROPE=rotate, num_warps=warps,
                 )
-            built = launch()
+            us, built = microseconds(launch)
             results[f"norm{int(norm)}_rope{int(rotate)}_rows{head_rows}_warps{warps}"] = {
-                "us": microseconds(launch), "registers": getattr(built, "n_regs", None), "spills": getattr(built, "n_spills", None)
+                "us": us, "registers": getattr(built, "n_regs", None), "spills": getattr(built, "n_spills", None)
             }
     print(json.dumps(results, indent=1))
     out.mkdir(parents=True, exist_ok=True)
