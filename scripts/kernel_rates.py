@@ -87,7 +87,7 @@ def main(frames: int, repeats: int, out: Path) -> None:
     q, k, v = strided_qkv(tokens, tokens)
     s = seconds(lambda: AttentionKernel("cudnn").attend(q, k, v), max(3, repeats // 3))
     note("attention_dense_cudnn", {"ms": s * 1e3, "tflops": attention_flops(tokens, tokens) / s / 1e12})
-    del q, k, v
+    q = k = v = None
     sigma = 4 if frames < 150 else 9
     keys = frames * KEPT_PER_FRAME[sigma] + REFERENCE_EXTRA[sigma] + 1
     q, k, v = strided_qkv(tokens, keys)
@@ -112,7 +112,7 @@ def main(frames: int, repeats: int, out: Path) -> None:
             note(f"attention_subsample_flex_{label}", {"error": str(error)[:200]})
             continue
         note(f"attention_subsample_flex_{label}", {"ms": s * 1e3, "tflops": attention_flops(tokens, keys) / s / 1e12})
-    del q, k, v, contiguous
+    q = k = v = contiguous = None  # free the attention inputs
 
     hidden = torch.randn(tokens, 4 * DIM, device="cuda", dtype=torch.bfloat16)
     bytes_moved = 2 * hidden.numel() * hidden.element_size()
@@ -123,7 +123,7 @@ def main(frames: int, repeats: int, out: Path) -> None:
         gelu = torch.compile(lambda t: F.gelu(t), dynamic=dynamic)
         s = seconds(lambda: gelu(hidden), repeats)
         note(f"gelu_compiled_{label}", {"ms": s * 1e3, "tb_per_s": bytes_moved / s / 1e12})
-    del hidden, target
+    hidden = target = None
     w1, b1 = torch.randn(4 * DIM, DIM, device="cuda", dtype=torch.bfloat16) * 0.02, torch.zeros(4 * DIM, device="cuda", dtype=torch.bfloat16)
     plain = torch.compile(lambda t: F.gelu(F.linear(t, w1, b1)), dynamic=False)
     s_plain = seconds(lambda: plain(x), repeats)
