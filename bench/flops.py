@@ -3,8 +3,11 @@
 Global attention is counted per layer by the plan's operators (closed-form, bench/methods/operators.py);
 everything else the model computes (linear layers, convolutions, frame attention, the heads) is
 counted by PyTorch's FlopCounterMode on a forward over fake tensors, so nothing is allocated and
-1000 frames count as fast as 2. Dividing each part by a measured rate (bf16 GEMM, attention kernel)
-gives the time a method should take, which the speed sweep compares with what it measured.
+1000 frames count as fast as 2. That rest is split by the precision it runs in on a GPU: the
+heads' float32 part (`bench.models.runtime.heads_autocast`) apart from the bf16 backbone. Dividing
+each part by a rate measured on one GPU (attention kernel, bf16 GEMM, TF32 convolution:
+`scripts/kernel_rates.py`) gives the time a method should take, which the speed sweep compares
+with what it measured.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from functools import lru_cache
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count, shape_wrapper
 
 from bench.methods.layout import Layout
 from bench.methods.plan import Plan
 from bench.models import BenchModel, create_model
-
+from bench.models.runtime import HeadsDtype, in_float32_heads
 
 
 def _sdpa_shapes_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -33,15 +36,39 @@ _CPU_SDPA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_s
 @dataclass(frozen=True)
 class FlopCount:
     global_attention: float  # the plan's global-attention layers
-    other: float  # linear layers, convolutions, frame attention, heads
+    other: float  # the rest of the bf16 part: linear layers, convolutions, frame attention
+    float32: float  # the heads' float32 part (0 with heads_dtype=bfloat16)
 
     @property
     def total(self) -> float:
-        return self.global_attention + self.other
+        return self.global_attention + self.other + self.float32
 
-    def seconds(self, attention_flops_per_s: float, gemm_flops_per_s: float) -> float:
-        """Predicted time at the given sustained rates: attention kernel for the global layers, GEMM for the rest."""
-        return self.global_attention / attention_flops_per_s + self.other / gemm_flops_per_s
+    def seconds(self, attention_flops_per_s: float, gemm_flops_per_s: float, float32_flops_per_s: float) -> float:
+        """Predicted time at the given sustained rates: attention kernel for the global layers, bf16
+        GEMM for the rest of the backbone, float32 (TF32) for the heads' float32 part."""
+        return self.global_attention / attention_flops_per_s + self.other / gemm_flops_per_s + self.float32 / float32_flops_per_s
+
+
+class _Float32Share:
+    """Wraps FlopCounterMode's formulas so that what runs inside the heads' float32 region is also
+    added up apart (`in_float32_heads`)."""
+
+    def __init__(self) -> None:
+        self.flops = 0
+
+    def mapping(self) -> dict:
+        formulas = {**flop_registry, **{op: shape_wrapper(count) for op, count in _CPU_SDPA.items()}}
+        return {op: self._wrap(count) for op, count in formulas.items()}
+
+    def _wrap(self, count):
+        def counted(*args, **kwargs):
+            flops = count(*args, **kwargs)
+            if in_float32_heads():
+                self.flops += flops
+            return flops
+
+        counted._get_raw = True  # FlopCounterMode calls it with the op's raw arguments, as registered
+        return counted
 
 
 class _RecordingPlan:
@@ -57,10 +84,10 @@ class _RecordingPlan:
         return torch.empty_like(q)
 
 
-@lru_cache(maxsize=2)
-def _fake_model(name: str) -> tuple[BenchModel, FakeTensorMode]:
+@lru_cache(maxsize=4)
+def _fake_model(name: str, heads_dtype: HeadsDtype) -> tuple[BenchModel, FakeTensorMode]:
     with torch.device("meta"):
-        model = create_model(name, weights="random")
+        model = create_model(name, weights="random", heads_dtype=heads_dtype)
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     with mode:
         model = model.to_empty(device="cpu").eval()
@@ -68,18 +95,22 @@ def _fake_model(name: str) -> tuple[BenchModel, FakeTensorMode]:
 
 
 @lru_cache(maxsize=64)
-def _plan_independent(model_name: str, frames: int, image_size: tuple[int, int]) -> tuple[float, tuple[tuple[int, Layout, int], ...]]:
-    """FLOPs outside global attention (the same under every plan) and the global-attention calls."""
-    model, mode = _fake_model(model_name)
+def _plan_independent(model_name: str, frames: int, image_size: tuple[int, int], heads_dtype: HeadsDtype) -> tuple[float, float, tuple[tuple[int, Layout, int], ...]]:
+    """FLOPs outside global attention (the same under every plan): those of the bf16 part and those
+    of the heads' float32 part; and the global-attention calls."""
+    model, mode = _fake_model(model_name, heads_dtype)
     recording = _RecordingPlan()
-    with mode, torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_CPU_SDPA) as counter:
+    float32 = _Float32Share()
+    with mode, torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=float32.mapping()) as counter:
         model(torch.empty(frames, 3, *image_size), plan=recording)
-    return float(counter.get_total_flops()), tuple(recording.calls)
+    return float(counter.get_total_flops() - float32.flops), float(float32.flops), tuple(recording.calls)
 
 
-def count_flops(model_name: str, plan: Plan, frames: int, image_size: tuple[int, int], observed: dict[str, float] | None = None) -> FlopCount:
-    """FLOPs of one forward of registered model `model_name` on `frames` images of `image_size` (H, W);
-    `observed`: what a run of the plan recorded (`Plan.layer_flops`)."""
-    other, calls = _plan_independent(model_name, frames, tuple(image_size))
+def count_flops(
+    model_name: str, plan: Plan, frames: int, image_size: tuple[int, int], observed: dict[str, float] | None = None, heads_dtype: HeadsDtype = "float32"
+) -> FlopCount:
+    """FLOPs of one forward of registered model `model_name` (its `heads_dtype` option) on `frames`
+    images of `image_size` (H, W); `observed`: what a run of the plan recorded (`Plan.layer_flops`)."""
+    other, float32, calls = _plan_independent(model_name, frames, tuple(image_size), heads_dtype)
     attention = sum(plan.layer_flops(layer, layout, dim, observed) for layer, layout, dim in calls)
-    return FlopCount(global_attention=attention, other=other)
+    return FlopCount(global_attention=attention, other=other, float32=float32)

@@ -8,9 +8,11 @@ find which part of the work its kernels spend their time on:
 - `into-buffer`: q, k and v written into slices of one buffer instead of stacked;
 - `no-rope`, `no-qk-norm`: without that step (not the model's output: a measure of the step);
 - `fused`: what a compiled forward runs on CUDA now: norm1 and the projection compiled, then the
-  Triton kernel of `bench.models.layers.fused_qkv` (not compiled as a whole).
+  Triton kernel of `bench.models.layers.fused_qkv` (not compiled as a whole);
+- `post-symbolic`, `post-static`: the block's stage after attention (proj, layer scale, residual,
+  norm2, MLP, residual) with every size symbolic (as the model compiles it) or fixed.
 
-The stage is memory-bound; `bound_ms` is the time its reads and writes of q, k and v take at the
+The pre-attention stage is memory-bound; `bound_ms` is the time its reads and writes of q, k and v take at the
 bandwidth given. Each variant's kernels are timed by the profiler (`kernels`, µs per call) and their
 generated code is written to OUT/code/VARIANT.py.
 
@@ -32,7 +34,7 @@ from torch._inductor.utils import run_and_get_code
 
 from bench.env import fingerprint, summary
 from bench.models.layers import Block, RopeTable, grid_positions, rope_table
-from bench.models.layers.block import attention_inputs, fused_attention_inputs
+from bench.models.layers.block import attention_inputs, attention_output, fused_attention_inputs
 from bench.timing import time_forward
 from scripts.subsample_kernels import kernel_times
 
@@ -53,6 +55,8 @@ VARIANTS = {  # name → (stage, dynamic (None: run as written), the RoPE table'
     "into-buffer": (into_buffer, True, False, True, True),
     "no-rope": (attention_inputs, True, False, True, False),
     "no-qk-norm": (attention_inputs, True, False, False, True),
+    "post-symbolic": (attention_output, True, False, True, True),
+    "post-static": (attention_output, False, False, True, True),
 }
 
 
@@ -69,6 +73,7 @@ def main(frames: int, grid: str, special: int, variants: str, bandwidth_tbs: flo
     rope = rope_table(grid_positions(grid_h, grid_w, special, device="cuda"), 64)
     tokens = frames * rope.period
     rows = torch.randn(tokens, 1024, device="cuda")
+    attended = torch.randn(tokens, 1024, device="cuda", dtype=torch.bfloat16)  # the attention result the post stage reads
     bound_ms = 2 * 3 * tokens * 1024 * 2 / (bandwidth_tbs * 1e12) * 1e3  # q, k, v read from the projection and written stacked, bf16
     (out / "code").mkdir(parents=True, exist_ok=True)
     results = []
@@ -81,11 +86,12 @@ def main(frames: int, grid: str, special: int, variants: str, bandwidth_tbs: flo
                 torch._dynamo.mark_static(part)
         torch._dynamo.reset()
         stage = function if dynamic is None else torch.compile(function, dynamic=dynamic)
+        second = attended if function is attention_output else table
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
-            _, code = run_and_get_code(stage, block, rows, table)
+            _, code = run_and_get_code(stage, block, rows, second)
             (out / "code" / f"{name}.py").write_text("\n\n".join(code))
-            whole = time_forward(lambda: stage(block, rows, table), "cuda", warmup=2, repeats=repeats)[1].median_s * 1e3
-            kernels, _ = kernel_times(lambda: stage(block, rows, table), "cuda")
+            whole = time_forward(lambda: stage(block, rows, second), "cuda", warmup=2, repeats=repeats)[1].median_s * 1e3
+            kernels, _ = kernel_times(lambda: stage(block, rows, second), "cuda")
         results.append({"variant": name, "stage_ms": whole, "bound_ms": bound_ms, "kernels": kernels})
         print(name, f"{whole:.3f} ms", [(k["kernel"][:60], round(k["us"], 1)) for k in kernels[:6]], flush=True)
     environment = fingerprint("cuda")

@@ -9,7 +9,9 @@ frames.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Literal, TypeVar
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -41,11 +43,28 @@ def cuda_autocast_dtype(device: torch.device) -> torch.dtype:
     return _AUTOCAST_DTYPES[device]
 
 
-def heads_autocast(device: torch.device, heads_dtype: HeadsDtype) -> torch.autocast:
+_IN_FLOAT32_HEADS: ContextVar[bool] = ContextVar("in_float32_heads", default=False)
+
+
+@contextmanager
+def heads_autocast(device: torch.device, heads_dtype: HeadsDtype) -> Iterator[None]:
     """The region the heads' float32 part of the released recipe runs in: autocast off for
     "float32" (full precision whatever the backbone ran in), bf16 autocast for "bfloat16" (on the
-    CPU too, where the backbone runs in float32, so the difference can be measured there)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=heads_dtype == "bfloat16")
+    CPU too, where the backbone runs in float32, so the difference can be measured there).
+
+    Inside a float32 region `in_float32_heads()` is true: the FLOP model counts that work at the
+    GPU's float32 (TF32) rate, not at its bf16 rate (`bench.flops`)."""
+    token = _IN_FLOAT32_HEADS.set(heads_dtype == "float32")
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=heads_dtype == "bfloat16"):
+            yield
+    finally:
+        _IN_FLOAT32_HEADS.reset(token)
+
+
+def in_float32_heads() -> bool:
+    """Whether the code running now is the heads' float32 part (`heads_autocast`)."""
+    return _IN_FLOAT32_HEADS.get()
 
 
 def plan_attend(plan: AttentionPlan, layer: int, layout: Layout) -> Attend:
