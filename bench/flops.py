@@ -3,8 +3,9 @@
 Global attention is counted per layer by the plan's operators (closed-form, bench/methods/operators.py);
 everything else the model computes (linear layers, convolutions, frame attention, the heads) is
 counted by PyTorch's FlopCounterMode on a forward over fake tensors, so nothing is allocated and
-1000 frames count as fast as 2. That rest is split by the precision it runs in on a GPU: the
-heads' float32 part (`bench.models.runtime.heads_autocast`) apart from the bf16 backbone. Dividing
+1000 frames count as fast as 2. That rest is split by the kernels it runs on on a GPU: the
+attention calls (frame attention, π³'s decoders), the heads' float32 part
+(`bench.models.runtime.heads_autocast`, TF32 convolutions) and the bf16 matrix products. Dividing
 each part by a rate measured on one GPU (attention kernel, bf16 GEMM, TF32 convolution:
 `scripts/kernel_rates.py`) gives the time a method should take, which the speed sweep compares
 with what it measured.
@@ -36,35 +37,43 @@ _CPU_SDPA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_s
 @dataclass(frozen=True)
 class FlopCount:
     global_attention: float  # the plan's global-attention layers
-    other: float  # the rest of the bf16 part: linear layers, convolutions, frame attention
+    frame_attention: float  # every other attention call of the bf16 part (frame layers, decoders)
+    other: float  # the rest of the bf16 part: linear layers, convolutions
     float32: float  # the heads' float32 part (0 with heads_dtype=bfloat16)
 
     @property
     def total(self) -> float:
-        return self.global_attention + self.other + self.float32
+        return self.global_attention + self.frame_attention + self.other + self.float32
 
     def seconds(self, attention_flops_per_s: float, gemm_flops_per_s: float, float32_flops_per_s: float) -> float:
-        """Predicted time at the given sustained rates: attention kernel for the global layers, bf16
-        GEMM for the rest of the backbone, float32 (TF32) for the heads' float32 part."""
-        return self.global_attention / attention_flops_per_s + self.other / gemm_flops_per_s + self.float32 / float32_flops_per_s
+        """Predicted time at the given sustained rates: the attention kernel's for every attention
+        call, bf16 GEMM for the rest of the backbone, float32 (TF32) for the heads' float32 part."""
+        attention = self.global_attention + self.frame_attention
+        return attention / attention_flops_per_s + self.other / gemm_flops_per_s + self.float32 / float32_flops_per_s
 
 
-class _Float32Share:
-    """Wraps FlopCounterMode's formulas so that what runs inside the heads' float32 region is also
-    added up apart (`in_float32_heads`)."""
+_ATTENTION_OPS = {op for op in flop_registry if "attention" in str(op)} | set(_CPU_SDPA)
+
+
+class _PlanIndependentFlops:
+    """FlopCounterMode's formulas, wrapped to add up apart what the FLOP model times at other rates:
+    attention calls, and whatever runs inside the heads' float32 region (`in_float32_heads`)."""
 
     def __init__(self) -> None:
-        self.flops = 0
+        self.attention = 0
+        self.float32 = 0
 
     def mapping(self) -> dict:
         formulas = {**flop_registry, **{op: shape_wrapper(count) for op, count in _CPU_SDPA.items()}}
-        return {op: self._wrap(count) for op, count in formulas.items()}
+        return {op: self._wrap(count, op in _ATTENTION_OPS) for op, count in formulas.items()}
 
-    def _wrap(self, count):
+    def _wrap(self, count, attention: bool):
         def counted(*args, **kwargs):
             flops = count(*args, **kwargs)
             if in_float32_heads():
-                self.flops += flops
+                self.float32 += flops
+            elif attention:
+                self.attention += flops
             return flops
 
         counted._get_raw = True  # FlopCounterMode calls it with the op's raw arguments, as registered
@@ -95,15 +104,16 @@ def _fake_model(name: str, heads_dtype: HeadsDtype) -> tuple[BenchModel, FakeTen
 
 
 @lru_cache(maxsize=64)
-def _plan_independent(model_name: str, frames: int, image_size: tuple[int, int], heads_dtype: HeadsDtype) -> tuple[float, float, tuple[tuple[int, Layout, int], ...]]:
-    """FLOPs outside global attention (the same under every plan): those of the bf16 part and those
-    of the heads' float32 part; and the global-attention calls."""
+def _plan_independent(model_name: str, frames: int, image_size: tuple[int, int], heads_dtype: HeadsDtype) -> tuple[dict[str, float], tuple[tuple[int, Layout, int], ...]]:
+    """FLOPs outside global attention (the same under every plan) by `FlopCount` field, and the
+    global-attention calls."""
     model, mode = _fake_model(model_name, heads_dtype)
     recording = _RecordingPlan()
-    float32 = _Float32Share()
-    with mode, torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=float32.mapping()) as counter:
+    parts = _PlanIndependentFlops()
+    with mode, torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=parts.mapping()) as counter:
         model(torch.empty(frames, 3, *image_size), plan=recording)
-    return float(counter.get_total_flops() - float32.flops), float(float32.flops), tuple(recording.calls)
+    rest = counter.get_total_flops() - parts.attention - parts.float32
+    return {"frame_attention": float(parts.attention), "other": float(rest), "float32": float(parts.float32)}, tuple(recording.calls)
 
 
 def count_flops(
@@ -111,6 +121,6 @@ def count_flops(
 ) -> FlopCount:
     """FLOPs of one forward of registered model `model_name` (its `heads_dtype` option) on `frames`
     images of `image_size` (H, W); `observed`: what a run of the plan recorded (`Plan.layer_flops`)."""
-    other, float32, calls = _plan_independent(model_name, frames, tuple(image_size), heads_dtype)
+    parts, calls = _plan_independent(model_name, frames, tuple(image_size), heads_dtype)
     attention = sum(plan.layer_flops(layer, layout, dim, observed) for layer, layout, dim in calls)
-    return FlopCount(global_attention=attention, other=other, float32=float32)
+    return FlopCount(global_attention=attention, **parts)

@@ -124,7 +124,8 @@ def main(model_name: str, methods: str, frames: str, size: str, device: str, war
             measured = profile_cell(model, plan, images, warmup, top)
             flops = count_flops(model_name, plan, count, (height, width))
             rows.append({"model": model_name, "compiled": compile_stages, "method": method, "frames": count, **measured,
-                         "flops_global_attention": flops.global_attention, "flops_other": flops.other, "plan": plan.describe(count)})
+                         "flops_global_attention": flops.global_attention, "flops_frame_attention": flops.frame_attention,
+                         "flops_other": flops.other, "flops_float32": flops.float32, "plan": plan.describe(count)})
             print(json.dumps(rows[-1]), flush=True)
         del images
     env = fingerprint(device)
@@ -134,11 +135,11 @@ def main(model_name: str, methods: str, frames: str, size: str, device: str, war
         [r["model"], r["compiled"], r["method"], r["frames"], f"{r['time_s']:.3f}", f"{r['peak_gib'] or 0:.1f}", f"{r['wall_s']:.3f}",
          *(f"{r['kernel_s'][c]:.3f}" for c in ("attention", "matmul", "other")),
          ", ".join(f"{k} {v:.3f}" for k, v in r["module_s"].items()),
-         f"{r['flops_global_attention'] / 1e12:.1f}", f"{r['flops_other'] / 1e12:.1f}"]
+         *(f"{r[key] / 1e12:.1f}" for key in ("flops_global_attention", "flops_frame_attention", "flops_other", "flops_float32"))]
         for r in rows
     ]
     headers = ["model", "compiled", "method", "frames", "time s", "peak GiB", "profiled wall s", "attention s", "matmul s", "other s", "modules s",
-               "global-attn TFLOP", "other TFLOP"]
+               "global-attn TFLOP", "frame-attn TFLOP", "other bf16 TFLOP", "float32 TFLOP"]
     (out / "profile.md").write_text(f"Measured on {summary(env)}.\n\n" + tabulate(table, headers=headers, tablefmt="github") + "\n")
     print(tabulate(table, headers=headers, tablefmt="github"))
 

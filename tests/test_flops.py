@@ -1,10 +1,12 @@
 """The FLOP model against a direct count and against closed forms."""
 
+import json
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.flops import _CPU_SDPA, count_flops
+from bench.flops import _CPU_SDPA, FlopCount, count_flops
 from bench.methods import resolve_plan
 from bench.models import create_model
 
@@ -59,3 +61,53 @@ def test_block_sparse_counts_the_share_a_run_observed():
     assert attention() == pytest.approx(layers * (4 * (n - special) * (0.5 * n + special) * dim + 4 * special * n * dim + selection))
     assert attention({"key_blocks_kept": 1.0}) == pytest.approx(layers * (4 * n * n * dim + selection))
     assert attention({"key_blocks_kept": 0.7}) == pytest.approx(layers * (4 * (n - special) * 0.7 * n * dim + 4 * special * n * dim + selection))
+
+
+@pytest.mark.parametrize("name, float32_heads", [("vggt-tiny", ("camera_head", "depth_head", "point_head")), ("pi3-tiny", ("point_head", "conf_head", "camera_head"))])
+def test_attention_and_the_heads_float32_part_are_counted_apart(name, float32_heads):
+    """Against a counted real forward, module by module: the float32 part is what the heads that run
+    in float32 count; frame attention is every attention call outside them but the global layers'.
+    With heads_dtype=bfloat16 the same work moves into the bf16 parts."""
+    model = create_model(name, weights="random").eval()
+    plan = resolve_plan("dense", {}, model.traits)
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_CPU_SDPA) as counter:
+        model(torch.rand(3, 3, *SIZE), plan=plan)
+    by_module = counter.get_flop_counts()
+    heads = [by_module[f"{type(model).__name__}.{head}"] for head in float32_heads]
+    attention = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+    counts = count_flops(name, plan, 3, SIZE)
+    assert counts.float32 == pytest.approx(sum(sum(head.values()) for head in heads), rel=1e-9)
+    assert counts.float32 > 0
+    heads_attention = sum(head.get(attention, 0) for head in heads)
+    assert counts.frame_attention == pytest.approx(by_module["Global"][attention] - heads_attention - counts.global_attention, rel=1e-9)
+    assert counts.frame_attention > 0
+
+    bf16 = count_flops(name, plan, 3, SIZE, heads_dtype="bfloat16")
+    assert bf16.float32 == 0
+    assert bf16.frame_attention == pytest.approx(counts.frame_attention + heads_attention, rel=1e-9)
+    assert bf16.total == pytest.approx(counts.total, rel=1e-9)
+
+
+def test_predicted_seconds_divide_each_part_by_its_rate():
+    counts = FlopCount(global_attention=6.0, frame_attention=2.0, other=9.0, float32=4.0)
+    assert counts.seconds(2.0, 3.0, 0.5) == pytest.approx((6.0 + 2.0) / 2.0 + 9.0 / 3.0 + 4.0 / 0.5)
+
+
+def test_flop_model_table_takes_its_rates_from_a_measured_file_or_says_which_are_missing(tmp_path):
+    from click.testing import CliRunner
+
+    from scripts.flop_model_table import main, measured_rates
+
+    rates = tmp_path / "kernel_rates.json"
+    rates.write_text(json.dumps({"results": {"attention_dense_cudnn": {"tflops": 417.0}, "gemm_backbone": {"tflops": 746.0}, "conv_tf32_heads": {"tflops": 286.0}}}))
+    assert measured_rates(rates) == {"attention": 417.0, "gemm": 746.0, "float32": 286.0}
+
+    result = CliRunner().invoke(main, [str(tmp_path), "--gemm-tflops", "700"])
+    assert result.exit_code == 2
+    assert "--attention-tflops, --float32-tflops" in result.output and "--rates" in result.output
+
+    rates.write_text(json.dumps({"results": {"gemm_backbone": {"tflops": 746.0}}}))
+    result = CliRunner().invoke(main, [str(tmp_path), "--rates", str(rates)])
+    assert result.exit_code == 2
+    assert "attention_dense_cudnn, conv_tf32_heads" in result.output and "kernel_rates.py" in result.output
