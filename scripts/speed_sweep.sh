@@ -2,6 +2,7 @@
 # The speed sweep (suites/speed.yaml) on a GPU machine, in pieces that each end within a time limit.
 #
 #   scripts/speed_sweep.sh RESULTS OUT_DIR [SECONDS] [--only GLOB ...] [--expect-from EARLIER]
+#   SUITE=suites/speed-heads-bf16.yaml scripts/speed_sweep.sh RESULTS OUT_DIR ...    (another suite)
 #
 # Starts from the rows already in RESULTS (the committed results directory of this GPU, e.g.
 # results/speed-h200; taken into OUT_DIR by `run --start-from`), measures the cells still missing (those matching
@@ -27,4 +28,4 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 PYTHONPYCACHEPREFIX=${
 unset PYTHONDONTWRITEBYTECODE
 start=()
 if [[ -f $results/cells.jsonl && "$(realpath -m "$out")" != "$(realpath -m "$results")" ]]; then start=(--start-from "$results"); fi
-python3 -m bench.cli run suites/speed.yaml --out "$out" --time-limit "$limit" "${start[@]}" "$@"
+python3 -m bench.cli run "${SUITE:-suites/speed.yaml}" --out "$out" --time-limit "$limit" "${start[@]}" "$@"

@@ -323,3 +323,18 @@ def test_model_traits_come_from_a_meta_device_build(register):
     built.clear()
     assert traits_of(ModelSpec("t_moving", "t_moving", "random", "random", {})) == ModelTraits("t", 3, None, 0, 0, None, None)
     assert built == ["meta", "cpu"]  # built for real when the meta build fails
+
+
+def test_the_bf16_heads_speed_suite_differs_from_the_speed_suite_only_in_the_heads():
+    """suites/speed-heads-bf16.yaml measures what the float32 heads cost: cells of suites/speed.yaml
+    (VGGT-1B, dense and AVGGT), timed alike, with only heads_dtype changed."""
+    from pathlib import Path
+
+    suites = Path(__file__).resolve().parents[1] / "suites"
+    speed, bf16 = (load_suite(suites / name) for name in ("speed.yaml", "speed-heads-bf16.yaml"))
+    assert bf16.timing == speed.timing
+    twins = {cell.cell_id: cell for cell in expand(speed, device="cpu").cells}
+    cells = expand(bf16, device="cpu").cells
+    assert len(cells) == 8
+    for cell in cells:
+        assert cell.model.options == {**twins[cell.cell_id].model.options, "heads_dtype": "bfloat16"}
