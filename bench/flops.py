@@ -4,11 +4,10 @@ Global attention is counted per layer by the plan's operators (closed-form, benc
 everything else the model computes (linear layers, convolutions, frame attention, the heads) is
 counted by PyTorch's FlopCounterMode on a forward over fake tensors, so nothing is allocated and
 1000 frames count as fast as 2. That rest is split by the kernels it runs on on a GPU: the
-attention calls (frame attention, π³'s decoders), the heads' float32 part
+attention calls within frames (frame layers, π³'s decoders), the heads' float32 part
 (`bench.models.runtime.heads_autocast`, TF32 convolutions) and the bf16 matrix products. Dividing
-each part by a rate measured on one GPU (attention kernel, bf16 GEMM, TF32 convolution:
-`scripts/kernel_rates.py`) gives the time a method should take, which the speed sweep compares
-with what it measured.
+each part by the rate of its kernels measured on one GPU (`Rates`, `scripts/kernel_rates.py`)
+gives the time a method should take, which the speed sweep compares with what it measured.
 """
 
 from __future__ import annotations
@@ -35,6 +34,17 @@ _CPU_SDPA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_s
 
 
 @dataclass(frozen=True)
+class Rates:
+    """Sustained rates (FLOP/s) of the kernels a forward runs, measured on one GPU at the model's
+    shapes (`scripts/kernel_rates.py`)."""
+
+    global_attention: float  # attention over many frames' tokens (long sequences)
+    frame_attention: float  # attention within one frame (a thousand tokens a sequence)
+    gemm: float  # bf16 matrix products
+    float32: float  # the heads' float32 work (TF32 convolutions)
+
+
+@dataclass(frozen=True)
 class FlopCount:
     global_attention: float  # the plan's global-attention layers
     frame_attention: float  # every other attention call of the bf16 part (frame layers, decoders)
@@ -45,11 +55,14 @@ class FlopCount:
     def total(self) -> float:
         return self.global_attention + self.frame_attention + self.other + self.float32
 
-    def seconds(self, attention_flops_per_s: float, gemm_flops_per_s: float, float32_flops_per_s: float) -> float:
-        """Predicted time at the given sustained rates: the attention kernel's for every attention
-        call, bf16 GEMM for the rest of the backbone, float32 (TF32) for the heads' float32 part."""
-        attention = self.global_attention + self.frame_attention
-        return attention / attention_flops_per_s + self.other / gemm_flops_per_s + self.float32 / float32_flops_per_s
+    def seconds(self, rates: Rates) -> float:
+        """Predicted time: each part at the sustained rate of the kernels it runs on."""
+        return (
+            self.global_attention / rates.global_attention
+            + self.frame_attention / rates.frame_attention
+            + self.other / rates.gemm
+            + self.float32 / rates.float32
+        )
 
 
 _ATTENTION_OPS = {op for op in flop_registry if "attention" in str(op)} | set(_CPU_SDPA)
@@ -94,9 +107,9 @@ class _RecordingPlan:
 
 
 @lru_cache(maxsize=4)
-def _fake_model(name: str, heads_dtype: HeadsDtype) -> tuple[BenchModel, FakeTensorMode]:
+def _fake_model(name: str, heads_dtype: HeadsDtype | None) -> tuple[BenchModel, FakeTensorMode]:
     with torch.device("meta"):
-        model = create_model(name, weights="random", heads_dtype=heads_dtype)
+        model = create_model(name, weights="random", **({} if heads_dtype is None else {"heads_dtype": heads_dtype}))
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     with mode:
         model = model.to_empty(device="cpu").eval()
@@ -104,7 +117,7 @@ def _fake_model(name: str, heads_dtype: HeadsDtype) -> tuple[BenchModel, FakeTen
 
 
 @lru_cache(maxsize=64)
-def _plan_independent(model_name: str, frames: int, image_size: tuple[int, int], heads_dtype: HeadsDtype) -> tuple[dict[str, float], tuple[tuple[int, Layout, int], ...]]:
+def _plan_independent(model_name: str, frames: int, image_size: tuple[int, int], heads_dtype: HeadsDtype | None) -> tuple[dict[str, float], tuple[tuple[int, Layout, int], ...]]:
     """FLOPs outside global attention (the same under every plan) by `FlopCount` field, and the
     global-attention calls."""
     model, mode = _fake_model(model_name, heads_dtype)
@@ -117,10 +130,11 @@ def _plan_independent(model_name: str, frames: int, image_size: tuple[int, int],
 
 
 def count_flops(
-    model_name: str, plan: Plan, frames: int, image_size: tuple[int, int], observed: dict[str, float] | None = None, heads_dtype: HeadsDtype = "float32"
+    model_name: str, plan: Plan, frames: int, image_size: tuple[int, int], observed: dict[str, float] | None = None, heads_dtype: HeadsDtype | None = None
 ) -> FlopCount:
-    """FLOPs of one forward of registered model `model_name` (its `heads_dtype` option) on `frames`
-    images of `image_size` (H, W); `observed`: what a run of the plan recorded (`Plan.layer_flops`)."""
+    """FLOPs of one forward of registered model `model_name` on `frames` images of `image_size`
+    (H, W); `observed`: what a run of the plan recorded (`Plan.layer_flops`); `heads_dtype`: the
+    model option, for models that have it (None: the model's default)."""
     parts, calls = _plan_independent(model_name, frames, tuple(image_size), heads_dtype)
     attention = sum(plan.layer_flops(layer, layout, dim, observed) for layer, layout, dim in calls)
     return FlopCount(global_attention=attention, **parts)

@@ -3,11 +3,11 @@
     python -m scripts.flop_model_table results/speed-h200-ab7ac4a --rates results/profile-h200/kernel-rates-100-dc71793.json
 
 For every ok row, the FLOP model (bench/flops.py) counts the global attention of its plan, the
-rest of the bf16 part and the heads' float32 part (under the row's `heads_dtype`) for the same
-frame count and image size. The prediction divides each by a rate measured on the GPU the rows ran
-on: the attention kernel's on dense global attention, the bf16 GEMM rate of the backbone's linear
-layers, the TF32 rate of the heads' convolutions. `--rates` reads all three from a
-`scripts/kernel_rates.py` file; a rate option given as well wins. Block-sparse rows that recorded
+attention within frames, the rest of the bf16 part and the heads' float32 part (under the row's
+`heads_dtype`) for the same frame count and image size. The prediction divides each by a rate measured on the GPU the rows ran
+on: the attention kernel's on dense global attention and on single frames, the bf16 GEMM rate of
+the backbone's linear layers, the TF32 rate of the heads' convolutions. `--rates` reads all four
+from a `scripts/kernel_rates.py` file; a rate option given as well wins. Block-sparse rows that recorded
 the share of key blocks they kept are counted at that share, not at the preset's floor. Writes
 flop_model.md and flop_model.csv into the results folder.
 """
@@ -22,17 +22,22 @@ import click
 import pandas as pd
 from tabulate import tabulate
 
-from bench.flops import count_flops
+from bench.flops import Rates, count_flops
 from bench.methods import resolve_plan
 from bench.models import model_traits
 from bench.store import ResultStore, read_rows
 
 
-RATE_KEYS = {"attention": "attention_dense_cudnn", "gemm": "gemm_backbone", "float32": "conv_tf32_heads"}  # option → kernel_rates.json entry
+RATE_KEYS = {  # Rates field → its kernel_rates.json entry
+    "global_attention": "attention_dense_cudnn",
+    "frame_attention": "attention_frame_cudnn",
+    "gemm": "gemm_backbone",
+    "float32": "conv_tf32_heads",
+}
 
 
 def measured_rates(path: Path | None) -> dict[str, float]:
-    """The three rates (TFLOP/s) a `scripts/kernel_rates.py` file holds, by option name."""
+    """The rates (TFLOP/s) a `scripts/kernel_rates.py` file holds, by `Rates` field."""
     if path is None:
         return {}
     results = json.loads(path.read_text()).get("results", {})
@@ -45,25 +50,30 @@ def measured_rates(path: Path | None) -> dict[str, float]:
 @click.command()
 @click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--rates", "rates_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="kernel_rates.json measured on the same GPU")
-@click.option("--attention-tflops", type=float, help="sustained dense attention rate (cuDNN SDPA, bf16)")
+@click.option("--global-attention-tflops", type=float, help="sustained rate of attention over many frames (cuDNN SDPA, bf16)")
+@click.option("--frame-attention-tflops", type=float, help="sustained rate of attention within one frame")
 @click.option("--gemm-tflops", type=float, help="sustained bf16 matrix-product rate")
 @click.option("--float32-tflops", type=float, help="sustained rate of the heads' float32 work (TF32 convolutions)")
-def main(results_dir: Path, rates_file: Path | None, attention_tflops: float | None, gemm_tflops: float | None, float32_tflops: float | None) -> None:
-    given = {"attention": attention_tflops, "gemm": gemm_tflops, "float32": float32_tflops}
-    rates = {**measured_rates(rates_file), **{k: v for k, v in given.items() if v is not None}}
-    missing = [f"--{name}-tflops" for name in RATE_KEYS if name not in rates]
+def main(results_dir: Path, rates_file: Path | None, **given: float | None) -> None:
+    tflops = {**measured_rates(rates_file), **{key.removesuffix("_tflops"): v for key, v in given.items() if v is not None}}
+    missing = [f"--{name.replace('_', '-')}-tflops" for name in RATE_KEYS if name not in tflops]
     if missing:
         raise click.UsageError(f"no rate for {', '.join(missing)}: give --rates (a scripts/kernel_rates.py file) or the option")
+    rates = Rates(**{name: value * 1e12 for name, value in tflops.items()})
     rows = [r for r in read_rows(results_dir) if r["status"] == "ok"]
     traits = {name: model_traits(name) for name in {r["model_name"] for r in rows}}
+    networks = {name for name, t in traits.items() if t.num_global_layers}
+    if set(traits) - networks:  # the oracle computes nothing to count
+        print(f"no FLOP model for {', '.join(sorted(set(traits) - networks))}: their rows are left out", flush=True)
+    rows = [r for r in rows if r["model_name"] in networks]
     table = []
     for row in sorted(rows, key=lambda r: (r["model_name"], r["frames_used"], r["method"])):
         name = row["model_name"]
         plan = resolve_plan(row["method_name"], row["method_params"], traits[name])
         observed = (row.get("plan") or {}).get("observed")
-        heads_dtype = (row.get("model_options") or {}).get("heads_dtype", "float32")
+        heads_dtype = (row.get("model_options") or {}).get("heads_dtype")
         flops = count_flops(name, plan, row["frames_used"], tuple(row["image_size"]), observed, heads_dtype)
-        predicted = flops.seconds(rates["attention"] * 1e12, rates["gemm"] * 1e12, rates["float32"] * 1e12)
+        predicted = flops.seconds(rates)
         table.append({
             "model": row["model"], "method": row["method"], "frames": row["frames_used"],
             "key_blocks_kept": (observed or {}).get("key_blocks_kept"),
@@ -77,8 +87,9 @@ def main(results_dir: Path, rates_file: Path | None, attention_tflops: float | N
     store.write_text("flop_model.csv", frame.to_csv(index=False))
     source = f" (measured: `{rates_file.as_posix()}`)" if rates_file else ""
     header = (
-        f"FLOP model vs measured: every attention call at {rates['attention']:.0f} TFLOP/s, the rest of the bf16 part at "
-        f"{rates['gemm']:.0f} TFLOP/s, the heads' float32 part at {rates['float32']:.0f} TFLOP/s{source}.\n\n"
+        f"FLOP model vs measured: global attention at {tflops['global_attention']:.0f} TFLOP/s, frame attention at "
+        f"{tflops['frame_attention']:.0f} TFLOP/s, the rest of the bf16 part at {tflops['gemm']:.0f} TFLOP/s, the heads' "
+        f"float32 part at {tflops['float32']:.0f} TFLOP/s{source}.\n\n"
     )
     path = store.write_text("flop_model.md", header + tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f") + "\n")
     print(f"wrote {path}")

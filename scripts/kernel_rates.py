@@ -6,8 +6,9 @@ shapes the model gives them: what the FLOP model (`scripts/flop_model_table.py`)
 - bf16 GEMM: the backbone's four linear layers (qkv, proj, fc1, fc2) on every token, under autocast.
 - TF32 convolution: the DPT heads' 3×3 convolutions in float32 (TF32 is PyTorch's default for
   convolutions), channels-last as compiled heads run them, at a head chunk of 8 frames.
-- attention: dense global attention on cuDNN, q/k/v strided as the blocks pass them; and AVGGT's
-  subsampled shape (all queries over the kept keys) on every backend that can run it.
+- attention: dense global attention on cuDNN, q/k/v strided as the blocks pass them; frame
+  attention (each frame's tokens alone, the frames as the batch) on cuDNN and FlashAttention; and
+  AVGGT's subsampled shape (all queries over the kept keys) on every backend that can run it.
 - the MLP's GELU alone, compiled with symbolic and with fixed sizes, against a copy of the same
   bytes; and fc1 + GELU compiled with Triton matrix-product templates (epilogue fused).
 
@@ -87,6 +88,11 @@ def main(frames: int, repeats: int, out: Path) -> None:
     q, k, v = strided_qkv(tokens, tokens)
     s = seconds(lambda: AttentionKernel("cudnn").attend(q, k, v), max(3, repeats // 3))
     note("attention_dense_cudnn", {"ms": s * 1e3, "tflops": attention_flops(tokens, tokens) / s / 1e12})
+    frame_q, frame_k, frame_v = (t.view(1, HEADS, frames, TOKENS_PER_FRAME, HEAD_DIM).transpose(1, 2).flatten(0, 1) for t in (q, k, v))
+    for backend in BACKENDS[:2]:
+        s = seconds(lambda: AttentionKernel(backend).attend(frame_q, frame_k, frame_v), repeats)
+        note(f"attention_frame_{backend}", {"ms": s * 1e3, "tflops": frames * attention_flops(TOKENS_PER_FRAME, TOKENS_PER_FRAME) / s / 1e12})
+    frame_q = frame_k = frame_v = None
     q = k = v = None
     sigma = 4 if frames < 150 else 9
     keys = frames * KEPT_PER_FRAME[sigma] + REFERENCE_EXTRA[sigma] + 1

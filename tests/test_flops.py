@@ -1,12 +1,13 @@
 """The FLOP model against a direct count and against closed forms."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.flops import _CPU_SDPA, FlopCount, count_flops
+from bench.flops import _CPU_SDPA, FlopCount, Rates, count_flops
 from bench.methods import resolve_plan
 from bench.models import create_model
 
@@ -91,7 +92,8 @@ def test_attention_and_the_heads_float32_part_are_counted_apart(name, float32_he
 
 def test_predicted_seconds_divide_each_part_by_its_rate():
     counts = FlopCount(global_attention=6.0, frame_attention=2.0, other=9.0, float32=4.0)
-    assert counts.seconds(2.0, 3.0, 0.5) == pytest.approx((6.0 + 2.0) / 2.0 + 9.0 / 3.0 + 4.0 / 0.5)
+    rates = Rates(global_attention=2.0, frame_attention=0.25, gemm=3.0, float32=0.5)
+    assert counts.seconds(rates) == pytest.approx(6.0 / 2.0 + 2.0 / 0.25 + 9.0 / 3.0 + 4.0 / 0.5)
 
 
 def test_flop_model_table_takes_its_rates_from_a_measured_file_or_says_which_are_missing(tmp_path):
@@ -100,14 +102,44 @@ def test_flop_model_table_takes_its_rates_from_a_measured_file_or_says_which_are
     from scripts.flop_model_table import main, measured_rates
 
     rates = tmp_path / "kernel_rates.json"
-    rates.write_text(json.dumps({"results": {"attention_dense_cudnn": {"tflops": 417.0}, "gemm_backbone": {"tflops": 746.0}, "conv_tf32_heads": {"tflops": 286.0}}}))
-    assert measured_rates(rates) == {"attention": 417.0, "gemm": 746.0, "float32": 286.0}
+    measured = {"attention_dense_cudnn": 417.0, "attention_frame_cudnn": 290.0, "gemm_backbone": 746.0, "conv_tf32_heads": 286.0}
+    rates.write_text(json.dumps({"results": {key: {"tflops": value} for key, value in measured.items()}}))
+    assert measured_rates(rates) == {"global_attention": 417.0, "frame_attention": 290.0, "gemm": 746.0, "float32": 286.0}
 
-    result = CliRunner().invoke(main, [str(tmp_path), "--gemm-tflops", "700"])
+    result = CliRunner().invoke(main, [str(tmp_path), "--gemm-tflops", "700", "--frame-attention-tflops", "300"])
     assert result.exit_code == 2
-    assert "--attention-tflops, --float32-tflops" in result.output and "--rates" in result.output
+    assert "--global-attention-tflops, --float32-tflops" in result.output and "--rates" in result.output
 
     rates.write_text(json.dumps({"results": {"gemm_backbone": {"tflops": 746.0}}}))
     result = CliRunner().invoke(main, [str(tmp_path), "--rates", str(rates)])
     assert result.exit_code == 2
-    assert "attention_dense_cudnn, conv_tf32_heads" in result.output and "kernel_rates.py" in result.output
+    assert "attention_dense_cudnn, attention_frame_cudnn, conv_tf32_heads" in result.output and "kernel_rates.py" in result.output
+
+
+def test_flop_model_table_predicts_each_row_at_the_rates_given(tmp_path):
+    """End to end on the committed smoke set: one prediction per network row, each the FLOP count
+    at the rates given; the oracle, which computes nothing, is left out and said to be."""
+    import shutil
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from bench.store import read_rows
+    from scripts.flop_model_table import main
+
+    results = tmp_path / "smoke"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "results" / "baseline-smoke", results)
+    tflops = {"global-attention": 400.0, "frame-attention": 300.0, "gemm": 700.0, "float32": 280.0}
+    result = CliRunner().invoke(main, [str(results), *(f for name, value in tflops.items() for f in (f"--{name}-tflops", str(value)))])
+    assert result.exit_code == 0, result.output
+    assert "no FLOP model for oracle" in result.output
+    table = pd.read_csv(results / "flop_model.csv")
+    rows = [r for r in read_rows(results) if r["status"] == "ok" and r["model_name"] != "oracle"]
+    assert len(table) == len(rows) and "oracle" not in set(table["model"])
+    row = next(r for r in rows if r["model_name"] == "vggt-tiny" and r["method_name"] == "avggt")
+    rates = Rates(*(value * 1e12 for value in tflops.values()))
+    plan = resolve_plan("avggt", row["method_params"], create_model("vggt-tiny", weights="random").traits)
+    expected = count_flops("vggt-tiny", plan, row["frames_used"], tuple(row["image_size"])).seconds(rates)
+    same = table[(table["model"] == row["model"]) & (table["method"] == row["method"]) & (table["frames"] == row["frames_used"])]
+    assert len(same) >= 1
+    assert same["predicted_s"].tolist() == pytest.approx([expected] * len(same), rel=1e-9)
