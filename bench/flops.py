@@ -3,7 +3,7 @@
 Global attention is counted per layer by the plan's operators (closed-form, bench/methods/operators.py);
 everything else the model computes (linear layers, convolutions, frame attention, the heads) is
 counted by PyTorch's FlopCounterMode on a forward over fake tensors, so nothing is allocated and
-1000 frames count as fast as 2. That rest is split by the kernels it runs on on a GPU: the
+1000 frames count as fast as 2. That rest is split by the kind of kernel that runs it on a GPU: the
 attention calls within frames (frame layers, π³'s decoders), the heads' float32 part
 (`bench.models.runtime.heads_autocast`, TF32 convolutions) and the bf16 matrix products. Dividing
 each part by the rate of its kernels measured on one GPU (`Rates`, `scripts/kernel_rates.py`)
