@@ -27,12 +27,26 @@ import torch
 import torch.nn.functional as F
 
 from bench.env import fingerprint
+from bench.methods import resolve_plan
 from bench.methods.kernels import BACKENDS, AttentionKernel
+from bench.methods.layout import Layout
+from bench.methods.subsample import kept_tokens, resolve_window
+from bench.models import model_traits
 from bench.timing import time_forward
 
-DIM, HEADS, HEAD_DIM, TOKENS_PER_FRAME = 1024, 16, 64, 1041
-KEPT_PER_FRAME = {4: 271, 9: 135}  # special tokens + the first patch of each σ window, 28×37 grid
-REFERENCE_EXTRA = {4: 770, 9: 906}  # the reference frame's dropped patches, kept whole
+DIM, HEADS, HEAD_DIM, SPECIAL, GRID = 1024, 16, 64, 5, (28, 37)  # VGGT-1B on 518×392 images
+TOKENS_PER_FRAME = SPECIAL + GRID[0] * GRID[1]
+
+
+def avggt_keys(frames: int) -> int:
+    """The keys AVGGT's subsampled layers attend to at this frame count, as its default plan keeps
+    them for VGGT-1B: the kept tokens and the mean of the dropped ones."""
+    traits = model_traits("vggt-1b")
+    params = resolve_plan("avggt", {}, traits).layers[-1].params
+    layout = Layout(frames, TOKENS_PER_FRAME, SPECIAL, GRID, traits.reference_frame)
+    window = resolve_window(params["sigma"], params["grid"], params["sigma_thresholds"], frames)
+    kept = kept_tokens(layout, window, params["keep_reference"], torch.device("cpu"))
+    return int(kept.sum()) + int(params["mean"] and not kept.all())
 
 
 def seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -94,8 +108,7 @@ def main(frames: int, repeats: int, out: Path) -> None:
         note(f"attention_frame_{backend}", {"ms": s * 1e3, "tflops": frames * attention_flops(TOKENS_PER_FRAME, TOKENS_PER_FRAME) / s / 1e12})
     frame_q = frame_k = frame_v = None
     q = k = v = None
-    sigma = 4 if frames < 150 else 9
-    keys = frames * KEPT_PER_FRAME[sigma] + REFERENCE_EXTRA[sigma] + 1
+    keys = avggt_keys(frames)
     q, k, v = strided_qkv(tokens, keys)
     for backend in BACKENDS[:3]:
         kernel = AttentionKernel(backend)
