@@ -143,3 +143,13 @@ def test_flop_model_table_predicts_each_row_at_the_rates_given(tmp_path):
     same = table[(table["model"] == row["model"]) & (table["method"] == row["method"]) & (table["frames"] == row["frames_used"])]
     assert len(same) >= 1
     assert same["predicted_s"].tolist() == pytest.approx([expected] * len(same), rel=1e-9)
+
+
+def test_kernel_rates_times_avggt_attention_at_the_key_count_its_plan_keeps():
+    """σ = 4 below 150 frames: a 2×2 window over the 28×37 grid keeps 14 × 19 patches and the 5
+    special tokens of every frame, frame 0 whole, plus the dropped patches' mean key; σ = 9 above
+    (3×3: 10 × 13 patches)."""
+    from scripts.kernel_rates import avggt_keys
+
+    assert avggt_keys(100) == 100 * (5 + 14 * 19) + (28 * 37 - 14 * 19) + 1
+    assert avggt_keys(300) == 300 * (5 + 10 * 13) + (28 * 37 - 10 * 13) + 1
