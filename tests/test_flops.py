@@ -1,15 +1,21 @@
 """The FLOP model against a direct count and against closed forms."""
 
 import json
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.flops import _CPU_SDPA, FlopCount, Rates, count_flops
 from bench.methods import resolve_plan
 from bench.models import create_model
+from bench.store import read_rows
+from scripts.flop_model_table import main as flop_model_table, measured_rates
+from scripts.kernel_rates import avggt_keys
 
 SIZE = (56, 70)  # 4×5 patches of 14 px
 
@@ -97,21 +103,17 @@ def test_predicted_seconds_divide_each_part_by_its_rate():
 
 
 def test_flop_model_table_takes_its_rates_from_a_measured_file_or_says_which_are_missing(tmp_path):
-    from click.testing import CliRunner
-
-    from scripts.flop_model_table import main, measured_rates
-
     rates = tmp_path / "kernel_rates.json"
     measured = {"attention_dense_cudnn": 417.0, "attention_frame_cudnn": 290.0, "gemm_backbone": 746.0, "conv_tf32_heads": 286.0}
     rates.write_text(json.dumps({"results": {key: {"tflops": value} for key, value in measured.items()}}))
     assert measured_rates(rates) == {"global_attention": 417.0, "frame_attention": 290.0, "gemm": 746.0, "float32": 286.0}
 
-    result = CliRunner().invoke(main, [str(tmp_path), "--gemm-tflops", "700", "--frame-attention-tflops", "300"])
+    result = CliRunner().invoke(flop_model_table, [str(tmp_path), "--gemm-tflops", "700", "--frame-attention-tflops", "300"])
     assert result.exit_code == 2
     assert "--global-attention-tflops, --float32-tflops" in result.output and "--rates" in result.output
 
     rates.write_text(json.dumps({"results": {"gemm_backbone": {"tflops": 746.0}}}))
-    result = CliRunner().invoke(main, [str(tmp_path), "--rates", str(rates)])
+    result = CliRunner().invoke(flop_model_table, [str(tmp_path), "--rates", str(rates)])
     assert result.exit_code == 2
     assert "attention_dense_cudnn, attention_frame_cudnn, conv_tf32_heads" in result.output and "kernel_rates.py" in result.output
 
@@ -119,18 +121,10 @@ def test_flop_model_table_takes_its_rates_from_a_measured_file_or_says_which_are
 def test_flop_model_table_predicts_each_row_at_the_rates_given(tmp_path):
     """End to end on the committed smoke set: one prediction per network row, each the FLOP count
     at the rates given; the oracle, which computes nothing, is left out and said to be."""
-    import shutil
-
-    import pandas as pd
-    from click.testing import CliRunner
-
-    from bench.store import read_rows
-    from scripts.flop_model_table import main
-
     results = tmp_path / "smoke"
     shutil.copytree(Path(__file__).resolve().parents[1] / "results" / "baseline-smoke", results)
     tflops = {"global-attention": 400.0, "frame-attention": 300.0, "gemm": 700.0, "float32": 280.0}
-    result = CliRunner().invoke(main, [str(results), *(f for name, value in tflops.items() for f in (f"--{name}-tflops", str(value)))])
+    result = CliRunner().invoke(flop_model_table, [str(results), *(f for name, value in tflops.items() for f in (f"--{name}-tflops", str(value)))])
     assert result.exit_code == 0, result.output
     assert "no FLOP model for oracle" in result.output
     table = pd.read_csv(results / "flop_model.csv")
@@ -149,7 +143,5 @@ def test_kernel_rates_times_avggt_attention_at_the_key_count_its_plan_keeps():
     """σ = 4 below 150 frames: a 2×2 window over the 28×37 grid keeps 14 × 19 patches and the 5
     special tokens of every frame, frame 0 whole, plus the dropped patches' mean key; σ = 9 above
     (3×3: 10 × 13 patches)."""
-    from scripts.kernel_rates import avggt_keys
-
     assert avggt_keys(100) == 100 * (5 + 14 * 19) + (28 * 37 - 14 * 19) + 1
     assert avggt_keys(300) == 300 * (5 + 10 * 13) + (28 * 37 - 10 * 13) + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import tiny_suite, write_suite
@@ -328,8 +330,6 @@ def test_model_traits_come_from_a_meta_device_build(register):
 def test_the_bf16_heads_speed_suite_differs_from_the_speed_suite_only_in_the_heads():
     """suites/speed-heads-bf16.yaml measures what the float32 heads cost: cells of suites/speed.yaml
     (VGGT-1B, dense and AVGGT), timed alike, with only heads_dtype changed."""
-    from pathlib import Path
-
     suites = Path(__file__).resolve().parents[1] / "suites"
     speed, bf16 = (load_suite(suites / name) for name in ("speed.yaml", "speed-heads-bf16.yaml"))
     assert bf16.timing == speed.timing
